@@ -1,0 +1,3 @@
+from sipwatch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""The exception tree of sipwatch. Everything sipwatch raises on purpose is a SipwatchError.
+
+    SipwatchError
+    ├── ConfigError            bad config file, bad env override, bad CLI value (local error)
+    ├── SecretError            a password file or env var that cannot be read (local error)
+    └── SipError
+        ├── SipParseError      bytes that are not a valid SIP message (remote's fault)
+        ├── SipUriError        a URI that is not a valid SIP/SIPS URI
+        ├── DigestError        a challenge we cannot answer (unknown algorithm, no realm...)
+        ├── ResolveError       RFC 3263 resolution found no usable target (in sip/resolve.py)
+        └── TransportError     could not open a connection; `kind` says why (refused, tls...)
+
+Probes never let these escape: a probe turns every failure into a ProbeResult whose outcome
+says what failed. Lower-layer errors (OSError, ssl.SSLError, dns.exception.DNSException) are
+translated once, at the edge where they happen, with `raise ... from exc`.
+"""
+
+from __future__ import annotations
+
+
+class SipwatchError(Exception):
+    """Base class of every error sipwatch raises on purpose."""
+
+
+class ConfigError(SipwatchError):
+    """Configuration is invalid. The message names the key and the reason."""
+
+
+class SecretError(SipwatchError):
+    """A secret (password file or env var) is missing or unreadable. Never holds the secret."""
+
+
+class SipError(SipwatchError):
+    """Base of the SIP protocol errors."""
+
+
+class SipParseError(SipError):
+    """Bytes that do not form a valid SIP message (RFC 3261 §7, §25)."""
+
+
+class SipUriError(SipError):
+    """A string that is not a valid SIP or SIPS URI (RFC 3261 §19.1)."""
+
+
+class DigestError(SipError):
+    """A digest challenge that cannot be answered (RFC 7616, RFC 8760)."""
+
+
+class TransportError(SipError):
+    """A transport could not be opened or failed. `kind` is an Outcome value naming why:
+    "refused", "unreachable", "timeout", "tls_error" or "local_error"."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail

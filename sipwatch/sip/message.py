@@ -1,0 +1,473 @@
+"""SIP messages: parse and build requests and responses (RFC 3261 §7, §20, §25).
+
+Owns: bytes <-> Request/Response, header lookup (compact forms, several values per header,
+folded lines), Via and CSeq parsing, stream framing by Content-Length. Must not know: sockets,
+asyncio, transactions or timers.
+
+Every failure to parse raises SipParseError and nothing else: the bytes come from the network
+and may be anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from sipwatch.errors import SipParseError
+
+VERSION = "SIP/2.0"
+#: Largest message accepted. A UDP datagram cannot exceed 65,535 bytes anyway; on streams a
+#: peer that sends more without a message boundary is broken or hostile (RFC 3261 §18.3).
+MAX_MESSAGE_SIZE = 65_535
+MAX_HEADERS = 256
+
+# RFC 3261 §7.3.3 compact forms (plus the later ones registered with IANA).
+COMPACT_FORMS = {
+    "a": "Accept-Contact",
+    "b": "Referred-By",
+    "c": "Content-Type",
+    "d": "Request-Disposition",
+    "e": "Content-Encoding",
+    "f": "From",
+    "i": "Call-ID",
+    "j": "Reject-Contact",
+    "k": "Supported",
+    "l": "Content-Length",
+    "m": "Contact",
+    "n": "Identity-Info",
+    "o": "Event",
+    "r": "Refer-To",
+    "s": "Subject",
+    "t": "To",
+    "u": "Allow-Events",
+    "v": "Via",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+_CANONICAL = {
+    name.lower(): name
+    for name in (
+        *COMPACT_FORMS.values(),
+        "CSeq", "Max-Forwards", "User-Agent", "Server", "Allow", "Accept", "Expires",
+        "Retry-After", "WWW-Authenticate", "Proxy-Authenticate", "Authorization",
+        "Proxy-Authorization", "Route", "Record-Route", "Warning", "Date", "Timestamp",
+    )
+}
+# Headers whose values may be comma-joined on one line (RFC 3261 §7.3.1). Auth headers are
+# not in this list: their values contain commas of their own.
+_MULTI_VALUE = frozenset(
+    {"via", "contact", "route", "record-route", "allow", "supported", "require",
+     "proxy-require", "unsupported", "accept", "accept-encoding", "accept-language",
+     "allow-events", "warning", "content-encoding", "in-reply-to"}
+)
+_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_STATUS_LINE = re.compile(r"^SIP/(\d+)\.(\d+) (\d{3})(?: (.*))?$")
+_REQUEST_LINE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) SIP/(\d+)\.(\d+)$")
+
+
+def canonical_name(name: str) -> str:
+    """Full, conventionally capitalised header name for `name` (compact forms expanded)."""
+    lower = name.lower()
+    if len(lower) == 1 and lower in COMPACT_FORMS:
+        return COMPACT_FORMS[lower]
+    return _CANONICAL.get(lower, name)
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a header value on commas outside quoted strings and angle brackets."""
+    parts: list[str] = []
+    buf: list[str] = []
+    quoted = escaped = False
+    angle = 0
+    for ch in value:
+        if quoted:
+            buf.append(ch)
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+            continue
+        if ch == '"':
+            quoted = True
+        elif ch == "<":
+            angle += 1
+        elif ch == ">" and angle:
+            angle -= 1
+        elif ch == "," and not angle:
+            parts.append("".join(buf).strip())
+            buf = []
+            continue
+        buf.append(ch)
+    parts.append("".join(buf).strip())
+    return [p for p in parts if p]
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """Header fields in wire order, names kept as written so a message re-serialises as read."""
+
+    items: tuple[tuple[str, str], ...] = ()
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def get(self, name: str) -> str | None:
+        """First value of header `name` (any form), or None."""
+        want = canonical_name(name).lower()
+        for key, value in self.items:
+            if canonical_name(key).lower() == want:
+                return value
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """All values of `name`, across repeated lines and comma-joined values."""
+        want = canonical_name(name).lower()
+        out: list[str] = []
+        for key, value in self.items:
+            if canonical_name(key).lower() == want:
+                out.extend(split_commas(value) if want in _MULTI_VALUE else [value])
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via value (RFC 3261 §20.42, rport per RFC 3581)."""
+
+    transport: str
+    host: str
+    port: int | None
+    params: tuple[tuple[str, str | None], ...] = ()
+
+    def param(self, name: str) -> str | None:
+        for key, value in self.params:
+            if key.lower() == name.lower():
+                return value if value is not None else ""
+        return None
+
+    @property
+    def branch(self) -> str | None:
+        return self.param("branch")
+
+
+_VIA = re.compile(r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+(\[[0-9A-Fa-f:.]+\]|[^\s:;]+)"
+                  r"(?:\s*:\s*(\d+))?\s*(.*)$", re.S)
+
+
+def parse_via(value: str) -> Via:
+    match = _VIA.match(value.strip())
+    if not match:
+        raise SipParseError(f"malformed Via value: {value[:80]!r}")
+    transport, host, port_text, rest = match.groups()
+    port = int(port_text) if port_text else None
+    if port is not None and not 0 < port < 65536:
+        raise SipParseError(f"Via port out of range: {port}")
+    params: list[tuple[str, str | None]] = []
+    rest = rest.strip()
+    if rest and not rest.startswith(";"):
+        raise SipParseError(f"junk after Via sent-by: {rest[:40]!r}")
+    for part in rest.split(";")[1:]:
+        key, eq, val = part.strip().partition("=")
+        if not key.strip():
+            raise SipParseError("empty Via parameter")
+        params.append((key.strip(), val.strip() if eq else None))
+    return Via(transport.upper(), host.strip("[]"), port, tuple(params))
+
+
+def parse_cseq(value: str) -> tuple[int, str]:
+    number, _, method = value.strip().partition(" ")
+    method = method.strip()
+    if not number.isdigit() or len(number) > 10 or not _TOKEN.match(method or "-"):
+        raise SipParseError(f"malformed CSeq: {value[:80]!r}")
+    seq = int(number)
+    if seq >= 2**31:  # RFC 3261 §8.1.1.5: less than 2**31
+        raise SipParseError(f"CSeq number too large: {seq}")
+    return seq, method
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    headers: Headers
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def header_all(self, name: str) -> list[str]:
+        return self.headers.get_all(name)
+
+    @property
+    def vias(self) -> list[Via]:
+        return [parse_via(v) for v in self.headers.get_all("Via")]
+
+    @property
+    def top_via(self) -> Via:
+        values = self.headers.get_all("Via")
+        if not values:
+            raise SipParseError("message has no Via")
+        return parse_via(values[0])
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        value = self.headers.get("CSeq")
+        if value is None:
+            raise SipParseError("message has no CSeq")
+        return parse_cseq(value)
+
+    @property
+    def call_id(self) -> str:
+        return self.headers.get("Call-ID") or ""
+
+    def _head_bytes(self, start_line: str) -> bytes:
+        lines = [start_line]
+        has_length = False
+        for key, value in self.headers:
+            if canonical_name(key) == "Content-Length":
+                has_length = True
+                value = str(len(self.body))
+            lines.append(f"{key}: {value}")
+        if not has_length:
+            lines.append(f"Content-Length: {len(self.body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True, slots=True)
+class Request(_Message):
+    method: str = "OPTIONS"
+    uri: str = ""
+
+    def to_bytes(self) -> bytes:
+        return self._head_bytes(f"{self.method} {self.uri} {VERSION}") + self.body
+
+
+@dataclass(frozen=True, slots=True)
+class Response(_Message):
+    status_code: int = 0
+    reason: str = ""
+
+    def to_bytes(self) -> bytes:
+        return self._head_bytes(f"{VERSION} {self.status_code} {self.reason}") + self.body
+
+    @property
+    def is_provisional(self) -> bool:
+        return 100 <= self.status_code < 200
+
+    def retry_after_s(self) -> float | None:
+        """Retry-After in seconds (RFC 3261 §20.33), or None if absent or unreadable."""
+        value = self.headers.get("Retry-After")
+        if value is None:
+            return None
+        head = value.split(";", 1)[0].split("(", 1)[0].strip()
+        return float(head) if head.isdigit() else None
+
+
+Message = Request | Response
+
+
+def _split_head(data: bytes) -> tuple[bytes, bytes]:
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:
+        return data[:end], data[end + 4 :]
+    # RFC 3261 §7.5 asks for CRLF, but be liberal with bare LF from broken stacks.
+    end = data.find(b"\n\n")
+    if end >= 0:
+        return data[:end], data[end + 2 :]
+    raise SipParseError("no empty line after the headers (truncated message?)")
+
+
+def _unfold(head: str) -> list[str]:
+    """Header lines with continuation lines joined (RFC 3261 §7.3.1, LWS)."""
+    lines: list[str] = []
+    for raw in re.split(r"\r?\n", head):
+        if raw[:1] in (" ", "\t"):
+            if len(lines) < 2:
+                raise SipParseError("continuation line before any header")
+            lines[-1] = lines[-1].rstrip() + " " + raw.strip()
+        else:
+            lines.append(raw)
+    return lines
+
+
+def _parse_headers(lines: Iterable[str]) -> Headers:
+    items: list[tuple[str, str]] = []
+    for line in lines:
+        if not line:
+            raise SipParseError("empty header line")
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")  # RFC 3261 §7.3.1 allows WS before the colon
+        if not colon or not _TOKEN.match(name):
+            raise SipParseError(f"malformed header line: {line[:80]!r}")
+        items.append((name, value.strip()))
+        if len(items) > MAX_HEADERS:
+            raise SipParseError(f"more than {MAX_HEADERS} header fields")
+    return Headers(tuple(items))
+
+
+def _content_length(headers: Headers) -> int | None:
+    values = [v for k, v in headers if canonical_name(k) == "Content-Length"]
+    if not values:
+        return None
+    if len(set(values)) > 1:
+        raise SipParseError("conflicting Content-Length values")
+    text = values[0].strip()
+    if not text.isdigit() or len(text) > 6:
+        raise SipParseError(f"malformed Content-Length: {text[:20]!r}")
+    return int(text)
+
+
+def parse_message(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
+                  datagram: bool = True) -> Message:
+    """Parse one complete message.
+
+    For datagrams (RFC 3261 §18.3), bytes past Content-Length are discarded and a body shorter
+    than Content-Length is an error; a missing Content-Length means the rest of the datagram.
+    With `datagram=False` the body must be exactly Content-Length (the framer already cut it).
+    """
+    if len(data) > max_size:
+        raise SipParseError(f"message of {len(data)} bytes exceeds the {max_size}-byte limit")
+    if not data:
+        raise SipParseError("empty message")
+    head_bytes, body = _split_head(data)
+    try:
+        head = head_bytes.decode("utf-8", "surrogateescape")
+    except UnicodeDecodeError as exc:  # pragma: no cover - surrogateescape never fails
+        raise SipParseError("undecodable header bytes") from exc
+    if "\x00" in head:
+        raise SipParseError("NUL byte in the header section")
+    lines = _unfold(head)
+    start, headers = lines[0].strip(), _parse_headers(lines[1:])
+    length = _content_length(headers)
+    if length is not None:
+        if len(body) < length:
+            raise SipParseError(f"body is {len(body)} bytes, Content-Length says {length}")
+        if not datagram and len(body) != length:
+            raise SipParseError("stream message body does not match Content-Length")
+        body = body[:length]
+    elif not datagram:
+        raise SipParseError("Content-Length is mandatory on stream transports (§18.3)")
+
+    message: Message
+    if start.startswith("SIP/"):
+        status = _STATUS_LINE.match(start)
+        if not status:
+            raise SipParseError(f"malformed status line: {start[:80]!r}")
+        major, minor, code, reason = status.groups()
+        if (major, minor) != ("2", "0"):
+            raise SipParseError(f"unsupported SIP version SIP/{major}.{minor}")
+        if not 100 <= int(code) <= 699:
+            raise SipParseError(f"status code {code} out of range 100-699")
+        message = Response(headers, body, status_code=int(code), reason=reason or "")
+    else:
+        request = _REQUEST_LINE.match(start)
+        if not request:
+            raise SipParseError(f"malformed request line: {start[:80]!r}")
+        method, uri, major, minor = request.groups()
+        if (major, minor) != ("2", "0"):
+            raise SipParseError(f"unsupported SIP version SIP/{major}.{minor}")
+        message = Request(headers, body, method=method, uri=uri)
+    _check_mandatory(message)
+    return message
+
+
+def _check_mandatory(message: Message) -> None:
+    """RFC 3261 §8.1.1: To, From, CSeq, Call-ID and Via (Max-Forwards is request-only and
+    not needed to match a response)."""
+    for name in ("Via", "CSeq", "Call-ID", "From", "To"):
+        if message.headers.get(name) is None:
+            raise SipParseError(f"missing mandatory header {name}")
+    message.top_via  # noqa: B018 - parses, raises SipParseError if broken
+    seq_method = message.cseq[1]
+    if isinstance(message, Request) and seq_method != message.method:
+        raise SipParseError(f"CSeq method {seq_method} does not match {message.method}")
+
+
+@dataclass(slots=True)
+class StreamFramer:
+    """Cuts a TCP/TLS byte stream into messages by Content-Length (RFC 3261 §18.3).
+
+    CRLF keep-alives between messages (RFC 5626 §3.5.1) are skipped. A message that does not
+    parse raises SipParseError: the stream has lost its framing and must be closed.
+    """
+
+    max_size: int = MAX_MESSAGE_SIZE
+    _buf: bytearray = field(default_factory=bytearray)
+    keepalives: int = 0
+
+    def feed(self, data: bytes) -> list[Message]:
+        self._buf += data
+        out: list[Message] = []
+        while True:
+            stripped = self._buf.lstrip(b"\r\n")
+            if len(stripped) != len(self._buf):
+                self.keepalives += 1
+                self._buf = bytearray(stripped)
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buf) > self.max_size:
+                    raise SipParseError(f"no message boundary within {self.max_size} bytes")
+                return out
+            head = bytes(self._buf[: end + 4])
+            length = _length_from_raw_head(head)
+            total = end + 4 + length
+            if total > self.max_size:
+                raise SipParseError(f"message of {total} bytes exceeds {self.max_size}")
+            if len(self._buf) < total:
+                return out
+            chunk = bytes(self._buf[:total])
+            del self._buf[:total]
+            out.append(parse_message(chunk, max_size=self.max_size, datagram=False))
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+def _length_from_raw_head(head: bytes) -> int:
+    text = head.decode("utf-8", "surrogateescape")
+    lines = _unfold(text.rstrip("\r\n"))
+    length = _content_length(_parse_headers(lines[1:]))
+    if length is None:
+        raise SipParseError("Content-Length is mandatory on stream transports (§18.3)")
+    return length
+
+
+def format_hostport(host: str, port: int | None = None) -> str:
+    text = f"[{host}]" if ":" in host else host
+    return text if port is None else f"{text}:{port}"
+
+
+def build_request(
+    method: str,
+    request_uri: str,
+    *,
+    transport: str,
+    local: tuple[str, int],
+    from_uri: str,
+    to_uri: str,
+    call_id: str,
+    from_tag: str,
+    cseq: int,
+    branch: str,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+    max_forwards: int = 70,
+) -> Request:
+    """A request with the mandatory headers of RFC 3261 §8.1.1 and `rport` (RFC 3581 §3),
+    so a server behind or in front of NAT answers to the port we sent from."""
+    via = f"SIP/2.0/{transport.upper()} {format_hostport(*local)};branch={branch};rport"
+    items: list[tuple[str, str]] = [
+        ("Via", via),
+        ("Max-Forwards", str(max_forwards)),
+        ("From", f"<{from_uri}>;tag={from_tag}"),
+        ("To", f"<{to_uri}>"),
+        ("Call-ID", call_id),
+        ("CSeq", f"{cseq} {method}"),
+        *headers,
+        ("Content-Length", str(len(body))),
+    ]
+    return Request(Headers(tuple(items)), body, method=method, uri=request_uri)

@@ -1,0 +1,148 @@
+"""SIP and SIPS URIs (RFC 3261 §19.1), just enough for a client that probes servers.
+
+Owns: parsing `sip:`/`sips:` URIs into a frozen value and printing them back. Must not know:
+DNS or sockets (RFC 3263 resolution lives in `resolve.py`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from sipwatch.errors import SipUriError
+
+TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
+
+# RFC 3261 §25.1 hostname: labels of alphanum and '-', optional trailing dot.
+_HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*"
+                       r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.?$")
+_USER_OK = re.compile(r"^[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class SipUri:
+    host: str  # hostname, IPv4 literal, or IPv6 literal without brackets
+    scheme: str = "sip"
+    user: str | None = None
+    port: int | None = None
+    params: tuple[tuple[str, str | None], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.scheme not in ("sip", "sips"):
+            raise SipUriError(f"unsupported URI scheme {self.scheme!r}: want sip or sips")
+        if self.port is not None and not 0 < self.port < 65536:
+            raise SipUriError(f"port {self.port} out of range 1-65535")
+        if not self.host:
+            raise SipUriError("URI has no host")
+
+    @property
+    def transport(self) -> str | None:
+        """The `transport` URI parameter, lower-cased, or None if absent."""
+        value = self.param("transport")
+        return value.lower() if value else None
+
+    def param(self, name: str) -> str | None:
+        for key, value in self.params:
+            if key.lower() == name.lower():
+                return value if value is not None else ""
+        return None
+
+    @property
+    def is_ip_literal(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+    @property
+    def host_for_uri(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def __str__(self) -> str:
+        out = f"{self.scheme}:"
+        if self.user is not None:
+            out += f"{self.user}@"
+        out += self.host_for_uri
+        if self.port is not None:
+            out += f":{self.port}"
+        for key, value in self.params:
+            out += f";{key}" if value is None else f";{key}={value}"
+        return out
+
+    def with_user(self, user: str | None) -> SipUri:
+        return SipUri(self.host, self.scheme, user, self.port, self.params)
+
+    def without_params(self) -> SipUri:
+        return SipUri(self.host, self.scheme, self.user, self.port)
+
+
+def parse_uri(text: str) -> SipUri:
+    """Parse `sip:[user[:password]@]host[:port][;params][?headers]` (RFC 3261 §19.1.1).
+
+    A password in the URI is refused: it would end up in logs and in the Request-URI.
+    Headers (`?...`) are ignored for probing purposes.
+    """
+    raw = text.strip()
+    scheme, sep, rest = raw.partition(":")
+    if not sep:
+        raise SipUriError(f"not a SIP URI (no scheme): {raw!r}")
+    scheme = scheme.lower()
+    if scheme not in ("sip", "sips"):
+        raise SipUriError(f"unsupported URI scheme {scheme!r} in {raw!r}: want sip or sips")
+    rest = rest.split("?", 1)[0]
+    user: str | None = None
+    if "@" in rest:
+        userinfo, rest = rest.rsplit("@", 1)
+        if ":" in userinfo:
+            raise SipUriError("a password in the URI is not accepted; use a password file")
+        if not userinfo or not _USER_OK.match(userinfo):
+            raise SipUriError(f"invalid user part in {raw!r}")
+        user = userinfo
+    hostport, *param_parts = rest.split(";")
+    host, port = _split_hostport(hostport, raw)
+    params: list[tuple[str, str | None]] = []
+    for part in param_parts:
+        if not part:
+            continue
+        key, eq, value = part.partition("=")
+        if not key:
+            raise SipUriError(f"empty URI parameter name in {raw!r}")
+        params.append((key, value if eq else None))
+    uri = SipUri(host=host, scheme=scheme, user=user, port=port, params=tuple(params))
+    transport = uri.transport
+    if transport is not None and transport not in TRANSPORTS:
+        raise SipUriError(f"unknown transport {transport!r} in {raw!r}")
+    return uri
+
+
+def _split_hostport(hostport: str, raw: str) -> tuple[str, int | None]:
+    port_text: str | None = None
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0:
+            raise SipUriError(f"unterminated IPv6 reference in {raw!r}")
+        host = hostport[1:end]
+        tail = hostport[end + 1 :]
+        if tail:
+            if not tail.startswith(":"):
+                raise SipUriError(f"junk after IPv6 reference in {raw!r}")
+            port_text = tail[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise SipUriError(f"invalid IPv6 address {host!r} in {raw!r}") from exc
+    else:
+        host, colon, port_part = hostport.partition(":")
+        if colon:
+            port_text = port_part
+        if not host or not _HOSTNAME.match(host):
+            raise SipUriError(f"invalid host {host!r} in {raw!r}")
+        host = host.lower()
+    port: int | None = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise SipUriError(f"invalid port {port_text!r} in {raw!r}")
+        port = int(port_text)
+    return host, port

@@ -229,7 +229,8 @@ class _Message:
         for key, value in self.headers:
             if canonical_name(key) == "Content-Length":
                 has_length = True
-                value = str(len(self.body))
+                if value.strip() != str(len(self.body)):  # keep the peer's spacing if right
+                    value = str(len(self.body))
             lines.append(f"{key}: {value}")
         if not has_length:
             lines.append(f"Content-Length: {len(self.body)}")

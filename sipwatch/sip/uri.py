@@ -94,7 +94,9 @@ def parse_uri(text: str) -> SipUri:
     rest = rest.split("?", 1)[0]
     user: str | None = None
     if "@" in rest:
-        userinfo, rest = rest.rsplit("@", 1)
+        # Neither the user part nor uri-parameters may hold an unescaped '@' (§25.1), so
+        # the first one ends the userinfo (headers after '?' were cut above).
+        userinfo, rest = rest.split("@", 1)
         if ":" in userinfo:
             raise SipUriError("a password in the URI is not accepted; use a password file")
         if not userinfo or not _USER_OK.match(userinfo):
@@ -123,7 +125,7 @@ def _split_hostport(hostport: str, raw: str) -> tuple[str, int | None]:
         end = hostport.find("]")
         if end < 0:
             raise SipUriError(f"unterminated IPv6 reference in {raw!r}")
-        host = hostport[1:end]
+        host = hostport[1:end].lower()
         tail = hostport[end + 1 :]
         if tail:
             if not tail.startswith(":"):
@@ -140,6 +142,12 @@ def _split_hostport(hostport: str, raw: str) -> tuple[str, int | None]:
         if not host or not _HOSTNAME.match(host):
             raise SipUriError(f"invalid host {host!r} in {raw!r}")
         host = host.lower()
+        last_label = host.rstrip(".").rsplit(".", 1)[-1]
+        if last_label.isdigit():
+            try:  # all-numeric: must be a real IPv4 literal (§25.1 toplabel starts alpha)
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise SipUriError(f"invalid IPv4 address {host!r} in {raw!r}") from None
     port: int | None = None
     if port_text is not None:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:

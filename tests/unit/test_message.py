@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -44,8 +45,11 @@ def test_captures_round_trip(path: Path):
     again = parse_message(message.to_bytes())
     assert again == message
     assert message.top_via.branch
-    if b"\r\n " not in raw and b"\r\n\t" not in raw:  # no folding: byte-exact
-        assert message.to_bytes() == raw
+    if b"\r\n " not in raw and b"\r\n\t" not in raw:
+        # No folding: byte-exact but for the spacing around each header's colon.
+        head, sep, body = raw.partition(b"\r\n\r\n")
+        head = re.sub(rb"(?m)^([!-9;-~]+)[ \t]*:[ \t]*", rb"\1: ", head)
+        assert message.to_bytes() == head + sep + body
 
 
 def test_status_line_and_fields():

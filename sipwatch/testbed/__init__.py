@@ -1,0 +1,27 @@
+"""Real SIP peers on the loopback for tests and `make demo`: Kamailio and sipp.
+
+Owns: starting, faulting and stopping private peers (sync code, subprocesses with timeouts).
+Must not know: sipwatch.sip or sipwatch.probes — the rig is the independent side of every
+functional test, so it speaks SIP through its own small `rawsip` module.
+
+    start_kamailio(rundir, ...) -> KamailioPeer   registrar + OPTIONS + fault switches
+    start_sipp_uas(scenario, rundir, ...) -> SippPeer   "200", "503" (Retry-After) or "silent"
+    free_port(kind) -> int                        a loopback port nothing is bound to
+
+Safety: loopback only; each process runs in its own process group and is stopped by its PID;
+every wait is bounded. Errors: TestbedError (a RuntimeError), MissingToolError.
+"""
+
+from sipwatch.testbed.kamailio import KamailioPeer, start_kamailio
+from sipwatch.testbed.process import MissingToolError, TestbedError, free_port
+from sipwatch.testbed.sipp import SippPeer, start_sipp_uas
+
+__all__ = [
+    "KamailioPeer",
+    "MissingToolError",
+    "SippPeer",
+    "TestbedError",
+    "free_port",
+    "start_kamailio",
+    "start_sipp_uas",
+]

@@ -49,17 +49,46 @@ _CANONICAL = {
     name.lower(): name
     for name in (
         *COMPACT_FORMS.values(),
-        "CSeq", "Max-Forwards", "User-Agent", "Server", "Allow", "Accept", "Expires",
-        "Retry-After", "WWW-Authenticate", "Proxy-Authenticate", "Authorization",
-        "Proxy-Authorization", "Route", "Record-Route", "Warning", "Date", "Timestamp",
+        "CSeq",
+        "Max-Forwards",
+        "User-Agent",
+        "Server",
+        "Allow",
+        "Accept",
+        "Expires",
+        "Retry-After",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "Authorization",
+        "Proxy-Authorization",
+        "Route",
+        "Record-Route",
+        "Warning",
+        "Date",
+        "Timestamp",
     )
 }
 # Headers whose values may be comma-joined on one line (RFC 3261 §7.3.1). Auth headers are
 # not in this list: their values contain commas of their own.
 _MULTI_VALUE = frozenset(
-    {"via", "contact", "route", "record-route", "allow", "supported", "require",
-     "proxy-require", "unsupported", "accept", "accept-encoding", "accept-language",
-     "allow-events", "warning", "content-encoding", "in-reply-to"}
+    {
+        "via",
+        "contact",
+        "route",
+        "record-route",
+        "allow",
+        "supported",
+        "require",
+        "proxy-require",
+        "unsupported",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "allow-events",
+        "warning",
+        "content-encoding",
+        "in-reply-to",
+    }
 )
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _STATUS_LINE = re.compile(r"^SIP/(\d+)\.(\d+) (\d{3})(?: (.*))?$")
@@ -155,8 +184,11 @@ class Via:
         return self.param("branch")
 
 
-_VIA = re.compile(r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+(\[[0-9A-Fa-f:.]+\]|[^\s:;]+)"
-                  r"(?:\s*:\s*(\d+))?\s*(.*)$", re.S)
+_VIA = re.compile(
+    r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+(\[[0-9A-Fa-f:.]+\]|[^\s:;]+)"
+    r"(?:\s*:\s*(\d+))?\s*(.*)$",
+    re.S,
+)
 
 
 def parse_via(value: str) -> Via:
@@ -321,8 +353,9 @@ def _content_length(headers: Headers) -> int | None:
     return int(text)
 
 
-def parse_message(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
-                  datagram: bool = True) -> Message:
+def parse_message(
+    data: bytes, *, max_size: int = MAX_MESSAGE_SIZE, datagram: bool = True
+) -> Message:
     """Parse one complete message.
 
     For datagrams (RFC 3261 §18.3), bytes past Content-Length are discarded and a body shorter

@@ -140,7 +140,8 @@ class ClientTransaction:
         if self._timer_f is not None and now >= self._timer_f:
             # Timer F wins over a simultaneous Timer E: no retransmission after giving up.
             self.failure = Failure.TIMEOUT
-            self.failure_detail = f"no final response after {now - (self.first_sent_at or now):.3f} s"
+            waited = now - (self.first_sent_at or now)
+            self.failure_detail = f"no final response after {waited:.3f} s"
             self._terminate()
             return None
         if self._timer_e is not None and now >= self._timer_e:

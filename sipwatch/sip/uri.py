@@ -15,8 +15,10 @@ from sipwatch.errors import SipUriError
 TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
 
 # RFC 3261 §25.1 hostname: labels of alphanum and '-', optional trailing dot.
-_HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*"
-                       r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.?$")
+_HOSTNAME = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.?$"
+)
 _USER_OK = re.compile(r"^[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+$")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from sipwatch.sip.message import Headers, Response, build_request, parse_message
@@ -19,9 +21,16 @@ T = Timers(t1_s=0.5, t2_s=4.0, t4_s=5.0)
 
 def request(method: str = "OPTIONS", branch: str | None = None):
     return build_request(
-        method, "sip:127.0.0.1:5060", transport="udp", local=("127.0.0.1", 40000),
-        from_uri="sip:sipwatch@127.0.0.1", to_uri="sip:127.0.0.1", call_id="c1",
-        from_tag="t1", cseq=1, branch=branch or new_branch(),
+        method,
+        "sip:127.0.0.1:5060",
+        transport="udp",
+        local=("127.0.0.1", 40000),
+        from_uri="sip:sipwatch@127.0.0.1",
+        to_uri="sip:127.0.0.1",
+        call_id="c1",
+        from_tag="t1",
+        cseq=1,
+        branch=branch or new_branch(),
     )
 
 
@@ -30,8 +39,14 @@ def response_to(req, code: int, *, branch: str | None = None, method: str | None
     if branch is not None:
         via = via.replace(req.top_via.branch, branch)
     cseq = f"1 {method or req.method}"
-    items = (("Via", via), ("From", req.headers.get("From")), ("To", "<sip:x>;tag=9"),
-             ("Call-ID", "c1"), ("CSeq", cseq), ("Content-Length", "0"))
+    items = (
+        ("Via", via),
+        ("From", req.headers.get("From")),
+        ("To", "<sip:x>;tag=9"),
+        ("Call-ID", "c1"),
+        ("CSeq", cseq),
+        ("Content-Length", "0"),
+    )
     return Response(Headers(items), b"", status_code=code, reason="R")
 
 
@@ -50,7 +65,7 @@ def test_udp_timer_e_doubles_to_t2_then_timer_f_at_64_t1():
     sent = fire_until_done(tx, 100.0)
     # E: 0.5, 1, 2, 4, 4, 4 ... -> cumulative 0.5, 1.5, 3.5, 7.5, 11.5, ..., 31.5; F at 32.
     assert sent[:5] == [0.5, 1.5, 3.5, 7.5, 11.5]
-    assert all(b - a == pytest.approx(4.0) for a, b in zip(sent[3:], sent[4:], strict=False))
+    assert all(b - a == pytest.approx(4.0) for a, b in itertools.pairwise(sent[3:]))
     assert sent[-1] == pytest.approx(31.5)
     assert tx.failure is Failure.TIMEOUT and tx.state is State.TERMINATED
     assert tx.retransmissions == len(sent) == 10
@@ -120,8 +135,9 @@ def test_matching_needs_branch_and_cseq_method():
     assert table.match(response_to(req, 200, branch=new_branch())) is None
     assert table.match(response_to(req, 200, method="REGISTER")) is None
     assert table.unmatched == 2
-    assert tx.matches(response_to(req, 200)) and not tx.matches(response_to(req, 200,
-                                                                               method="INFO"))
+    assert tx.matches(response_to(req, 200)) and not tx.matches(
+        response_to(req, 200, method="INFO")
+    )
 
 
 def test_duplicate_branch_is_refused():

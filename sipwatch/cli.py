@@ -1,0 +1,226 @@
+"""Command line: argument parsing, output and exit codes only; no probing logic here.
+
+`sipwatch probe` is a drop-in for `sipsak -s` and is timed against it, so this module imports
+only argparse at start-up; everything else is imported inside the command that needs it.
+
+Exit codes of `sipwatch probe` (same meaning as sipsak's):
+    0  alive: the answer's status is counted as alive
+    1  answered, but not alive (bad status, 503 draining, credentials rejected)
+    2  local, usage or config error (nothing was learnt about the peer)
+    3  no answer or transport error (timeout, refused, unreachable, TLS, garbage, DNS)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from sipwatch import __version__
+
+if TYPE_CHECKING:
+    from sipwatch.model import ProbeResult
+
+EXIT_ALIVE, EXIT_NOT_ALIVE, EXIT_LOCAL, EXIT_NO_ANSWER = 0, 1, 2, 3
+_NOT_ALIVE = {"bad_status", "draining"}
+_LOCAL = {"local_error"}
+
+
+def exit_code_for(outcome: str) -> int:
+    if outcome == "ok":
+        return EXIT_ALIVE
+    if outcome in _NOT_ALIVE:
+        return EXIT_NOT_ALIVE
+    if outcome in _LOCAL:
+        return EXIT_LOCAL
+    return EXIT_NO_ANSWER
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sipwatch", description="SIP-aware health probe and failover trigger."
+    )
+    parser.add_argument("--version", action="version", version=f"sipwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    probe = sub.add_parser(
+        "probe",
+        help="probe one SIP URI once (a correct `sipsak -s`)",
+        description="Send one OPTIONS (or REGISTER) and report. Exit: 0 alive, 1 answered "
+        "but not alive, 2 local/usage/config error, 3 no answer or transport error.",
+    )
+    probe.add_argument("uri", nargs="?", help="sip:/sips: URI, e.g. sip:pbx.example.com")
+    probe.add_argument(
+        "--method", choices=("OPTIONS", "REGISTER"), default="OPTIONS", type=str.upper
+    )
+    probe.add_argument("--transport", choices=("udp", "tcp", "tls"), type=str.lower)
+    probe.add_argument("--user", help="digest username (default: the URI's user part)")
+    secret = probe.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--password-file",
+        metavar="F",
+        help="file whose first line is the "
+        "password (passwords are never taken on the command line)",
+    )
+    secret.add_argument(
+        "--password-env", metavar="VAR", help="environment variable holding the password"
+    )
+    probe.add_argument(
+        "--timeout", type=float, default=2.0, metavar="S", help="deadline in seconds (default 2)"
+    )
+    probe.add_argument(
+        "--alive",
+        default="2xx",
+        metavar="CODES",
+        help="status codes counted as alive, e.g. 2xx,404 (default 2xx)",
+    )
+    probe.add_argument(
+        "--expires", type=int, default=60, metavar="S", help="REGISTER: Expires (default 60)"
+    )
+    probe.add_argument(
+        "--keep", action="store_true", help="REGISTER: keep the binding (no unregister)"
+    )
+    probe.add_argument("--registrar", metavar="URI", help="REGISTER: send to this URI")
+    probe.add_argument("--ca-file", metavar="F", help="TLS: CA bundle to verify against")
+    probe.add_argument("--server-name", metavar="NAME", help="TLS: SNI and name to verify")
+    probe.add_argument("--insecure", action="store_true", help="TLS: do not verify the certificate")
+    probe.add_argument("--dns-server", metavar="IP[:PORT]", help="resolve with this server")
+    probe.add_argument(
+        "--t1", type=float, default=0.5, metavar="S", help="RFC 3261 T1 (default 0.5)"
+    )
+    probe.add_argument("--config", metavar="FILE", help="run the probes of a config file")
+    probe.add_argument("--name", action="append", help="with --config: only these probes")
+    probe.add_argument("--json", action="store_true", help="print JSON")
+
+    config = sub.add_parser("config", help="validate a config file")
+    config.add_argument("file")
+
+    demo = sub.add_parser("demo", help="start a local Kamailio PBX and probe it")
+    demo.add_argument("--rundir", help="where to keep the PBX's files (default: a temp dir)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "probe":
+            return _cmd_probe(args)
+        if args.command == "config":
+            return _cmd_config(args)
+        if args.command == "demo":
+            from sipwatch.testbed.demo import run_demo
+
+            return int(run_demo(args.rundir))
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_LOCAL  # pragma: no cover - argparse requires a command
+
+
+def _fail(message: str) -> int:
+    print(f"sipwatch: {message}", file=sys.stderr)
+    return EXIT_LOCAL
+
+
+def _spec_from_args(args: argparse.Namespace) -> Any:
+    from sipwatch.probes.sip_options import SipOptionsSpec
+    from sipwatch.probes.sip_register import SipRegisterSpec
+
+    common: dict[str, Any] = {
+        "uri": args.uri,
+        "transport": args.transport,
+        "timeout_s": args.timeout,
+        "alive_codes": tuple(c for c in args.alive.split(",") if c),
+        "user": args.user,
+        "password_file": args.password_file,
+        "password_env": args.password_env,
+        "tls_verify": not args.insecure,
+        "tls_ca_file": args.ca_file,
+        "tls_server_name": args.server_name,
+    }
+    if args.method == "REGISTER":
+        return SipRegisterSpec(
+            **common, registrar=args.registrar, expires_s=args.expires, keep_registration=args.keep
+        )
+    return SipOptionsSpec(**common)
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sipwatch.errors import ConfigError
+    from sipwatch.probes import run_probe
+    from sipwatch.probes._sip import ProbeContext
+    from sipwatch.sip.transaction import Timers
+
+    if args.config:
+        from sipwatch.config import load_settings
+
+        try:
+            settings = load_settings(args.config)
+        except ConfigError as exc:
+            return _fail(str(exc))
+        specs = [s for s in settings.probes if not args.name or s.name in args.name]
+        if not specs:
+            return _fail("no probe selected (check --name against the config's probe names)")
+        ctx = settings.context()
+    else:
+        if not args.uri:
+            return _fail("probe needs a URI or --config FILE")
+        try:
+            specs = [_spec_from_args(args)]
+            timers = Timers(t1_s=args.t1, t2_s=max(4.0, args.t1))
+        except ValueError as exc:
+            return _fail(f"invalid argument: {exc}")
+        resolver = None
+        if args.dns_server:
+            from sipwatch.sip.resolve import ResolverConfig
+
+            host, _, port = (
+                args.dns_server.rpartition(":")
+                if args.dns_server.count(":") == 1
+                else (args.dns_server, "", "53")
+            )
+            resolver = ResolverConfig(nameservers=(host,), port=int(port or 53))
+        ctx = ProbeContext(timers=timers, resolver=resolver, user_agent=f"sipwatch/{__version__}")
+
+    async def run_all() -> list[ProbeResult]:
+        return list(await asyncio.gather(*(run_probe(s, ctx) for s in specs)))
+
+    results = asyncio.run(run_all())
+    _print(results, as_json=args.json)
+    return max(exit_code_for(str(r.outcome)) for r in results)
+
+
+def _print(results: list[ProbeResult], *, as_json: bool) -> None:
+    if as_json:
+        import json
+
+        payload: Any = [r.to_dict() for r in results]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=None))
+        return
+    for result in results:
+        rows = result.targets or (result,)
+        for r in rows:
+            status = f"{r.status_code} {r.reason}".strip() if r.status_code else "-"
+            rtt = f"{r.rtt_ms:.1f} ms" if r.rtt_ms is not None else "-"
+            line = (
+                f"{r.outcome!s:<11} {r.method or '-':<8} {r.target}  "
+                f"[{r.resolved or 'unresolved'}]  {status}  rtt={rtt} "
+                f"retrans={r.retransmissions}"
+            )
+            print(line + (f"  ({r.detail})" if r.detail else ""))
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from sipwatch.config import load_settings
+    from sipwatch.errors import ConfigError
+
+    try:
+        settings = load_settings(args.file)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print(
+        f"{args.file}: ok, {len(settings.probes)} probe(s): "
+        + ", ".join(s.name for s in settings.probes)
+    )
+    return 0

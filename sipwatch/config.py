@@ -1,0 +1,165 @@
+"""Configuration: a TOML file plus SIPWATCH_* environment overrides (pydantic-settings).
+
+Owns: the settings schema and turning every invalid value into one ConfigError whose message
+names the key and the reason. Probe specs are the probes' own frozen dataclasses (a union keyed
+by `kind`), so the file, the CLI and the code share one definition of each field.
+
+Environment overrides use `__` for nesting: SIPWATCH_SIP__T1_S=0.25, SIPWATCH_DNS__NAMESERVERS
+='["127.0.0.1"]'. Secrets are never values here: probes name a password file or env variable.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from sipwatch.errors import ConfigError
+from sipwatch.probes._sip import ProbeContext
+from sipwatch.probes.sip_options import SipOptionsSpec
+from sipwatch.probes.sip_register import SipRegisterSpec
+from sipwatch.sip.transaction import Timers
+
+ProbeSpec = Annotated[SipOptionsSpec | SipRegisterSpec, Field(discriminator="kind")]
+
+
+class SipSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    t1_s: float = Field(0.5, gt=0, le=10, description="RFC 3261 T1, RTT estimate")
+    t2_s: float = Field(4.0, gt=0, le=64, description="RFC 3261 T2, max retransmit interval")
+    t4_s: float = Field(5.0, ge=0, le=64, description="RFC 3261 T4, Timer K on UDP")
+    user_agent: str = "sipwatch"
+
+    @field_validator("t2_s")
+    @classmethod
+    def _t2_not_below_t1(cls, v: float, info: Any) -> float:
+        t1 = info.data.get("t1_s")
+        if t1 is not None and v < t1:
+            raise ValueError("t2_s must be >= t1_s")
+        return v
+
+
+class DnsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    nameservers: list[str] = Field(default_factory=list, description="empty: resolv.conf")
+    port: int = Field(53, gt=0, lt=65536)
+    timeout_s: float = Field(2.0, gt=0, le=30)
+    prefer_ipv6: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SIPWATCH_", env_nested_delimiter="__", extra="forbid"
+    )
+    sip: SipSettings = Field(default_factory=lambda: SipSettings())
+    dns: DnsSettings = Field(default_factory=lambda: DnsSettings())
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    probes: list[ProbeSpec] = Field(default_factory=list)
+
+    @field_validator("probes")
+    @classmethod
+    def _unique_names(cls, v: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for spec in v:
+            if spec.name in seen:
+                raise ValueError(f"duplicate probe name {spec.name!r}")
+            seen.add(spec.name)
+        return v
+
+    def context(self) -> ProbeContext:
+        from sipwatch.sip.resolve import ResolverConfig
+
+        resolver = ResolverConfig(
+            nameservers=tuple(self.dns.nameservers),
+            port=self.dns.port,
+            timeout_s=self.dns.timeout_s,
+            prefer_ipv6=self.dns.prefer_ipv6,
+        )
+        timers = Timers(self.sip.t1_s, self.sip.t2_s, self.sip.t4_s)
+        return ProbeContext(timers=timers, resolver=resolver, user_agent=self.sip.user_agent)
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def catalog_dirs(kind: str) -> list[Path]:
+    """Where shipped catalogs (`probes`, `policies`) are looked up by name, in order."""
+    import os
+    import sys
+
+    dirs = [Path(p) / kind for p in os.environ.get("SIPWATCH_CATALOG_PATH", "").split(":") if p]
+    dirs += [
+        Path("/etc/sipwatch") / kind,
+        Path(__file__).resolve().parent.parent / kind,  # a source checkout / editable install
+        Path(sys.prefix) / "share" / "sipwatch" / kind,  # installed from a wheel
+    ]
+    return dirs
+
+
+def find_config(name_or_path: str | Path, kind: str = "probes") -> Path:
+    """A path as given if it exists or looks like a path; else `NAME.toml` in the catalog."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    for folder in catalog_dirs(kind):
+        candidate = folder / f"{path.name}.toml"
+        if candidate.is_file():
+            return candidate
+    where = ", ".join(str(d) for d in catalog_dirs(kind))
+    raise ConfigError(f"no {kind} set named {path.name!r} (looked in {where})")
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Load settings from `path` (TOML file, or the name of a shipped probe set) with
+    environment overrides. Raises ConfigError."""
+    source = "environment and defaults"
+    toml_path: Path | None = None
+    if path is not None:
+        toml_path = find_config(path)
+        source = str(toml_path)
+        try:
+            with toml_path.open("rb") as fh:
+                tomllib.load(fh)  # parse once here to give a clear error with line/column
+        except FileNotFoundError:
+            raise ConfigError(f"config file {toml_path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {toml_path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {toml_path} is not valid TOML: {exc}") from None
+
+    class _Loaded(Settings):
+        model_config = SettingsConfigDict(toml_file=toml_path)
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if toml_path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls))
+            return tuple(sources)
+
+    try:
+        return _Loaded()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None

@@ -1,0 +1,288 @@
+"""What the SIP probes share: the spec fields, RFC 3263 targets, and outcome mapping.
+
+Owns: turning a probe spec into concrete targets, opening a connection per target, and mapping
+an Exchange (final response or failure) onto an Outcome. Each target is probed on its own and
+reported on its own; the summary follows what a user agent would experience (RFC 3263 §4.3:
+it tries targets in order until one answers), so the service counts as alive when the first
+alive target in RFC 3263 order exists, and otherwise reports the first target's failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from sipwatch.errors import ConfigError, SecretError, SipError, SipUriError, TransportError
+from sipwatch.model import Outcome, ProbeResult
+from sipwatch.sip.client import Exchange, SipConnection
+from sipwatch.sip.digest import Credentials
+from sipwatch.sip.target import Target
+from sipwatch.sip.transaction import Timers
+from sipwatch.sip.transport import TlsOptions
+from sipwatch.sip.uri import SipUri, parse_uri
+
+if TYPE_CHECKING:
+    from sipwatch.sip.resolve import ResolverConfig
+
+#: pydantic reads this when a spec is validated from config: unknown keys are errors.
+FORBID_EXTRA: Any = {"extra": "forbid"}
+
+
+def parse_code_ranges(specs: tuple[str, ...]) -> frozenset[int]:
+    """ "2xx", "200", "200-299" -> the set of status codes they name."""
+    codes: set[int] = set()
+    for spec in specs:
+        text = spec.strip().lower()
+        if len(text) == 3 and text[0] in "123456" and text[1:] == "xx":
+            base = int(text[0]) * 100
+            codes.update(range(base, base + 100))
+        elif "-" in text:
+            low, _, high = text.partition("-")
+            if not (low.isdigit() and high.isdigit() and 100 <= int(low) <= int(high) <= 699):
+                raise ValueError(f"bad status range {spec!r}")
+            codes.update(range(int(low), int(high) + 1))
+        elif text.isdigit() and 100 <= int(text) <= 699:
+            codes.add(int(text))
+        else:
+            raise ValueError(f"bad status code {spec!r}: use 200, 2xx or 200-299")
+    return frozenset(codes)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SipProbeSpec:
+    """Fields every SIP probe has. Durations in seconds."""
+
+    __pydantic_config__ = FORBID_EXTRA
+
+    uri: str
+    kind: str = ""
+    name: str = ""
+    transport: str | None = None  # overrides the URI's transport parameter
+    timeout_s: float = 2.0  # the probe deadline; Timer F is min(64*T1, this)
+    interval_s: float = 5.0  # how often the daemon runs it
+    alive_codes: tuple[str, ...] = ("2xx",)
+    user: str | None = None  # digest username; default: the URI's user part
+    password_file: str | None = None
+    password_env: str | None = None
+    from_uri: str | None = None
+    tls_verify: bool = True
+    tls_ca_file: str | None = None
+    tls_server_name: str | None = None
+    parsed_uri: SipUri = field(init=False, repr=False, compare=False)
+    alive: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            uri = parse_uri(self.uri)
+        except SipUriError as exc:
+            raise ValueError(str(exc)) from None
+        if self.transport is not None:
+            transport = self.transport.lower()
+            if transport not in ("udp", "tcp", "tls"):
+                raise ValueError(f"transport {self.transport!r}: want udp, tcp or tls")
+            if uri.scheme == "sips" and transport != "tls":
+                raise ValueError("a sips: URI needs transport tls (RFC 3261 §26.2)")
+            params = tuple(p for p in uri.params if p[0].lower() != "transport")
+            uri = SipUri(
+                uri.host, uri.scheme, uri.user, uri.port, (*params, ("transport", transport))
+            )
+        if not 0 < self.timeout_s <= 64:
+            raise ValueError("timeout_s must be > 0 and <= 64")
+        if self.interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        if self.password_file and self.password_env:
+            raise ValueError("give password_file or password_env, not both")
+        if (self.password_file or self.password_env) and not (self.user or uri.user):
+            raise ValueError("a password needs a user (or a user part in the URI)")
+        object.__setattr__(self, "parsed_uri", uri)
+        object.__setattr__(self, "alive", parse_code_ranges(self.alive_codes))
+        if not self.name:
+            object.__setattr__(self, "name", f"{self.kind}:{uri}")
+
+    def credentials(self) -> Credentials | None:
+        """Read the password now (so a rotated file is picked up). Raises SecretError."""
+        if not (self.password_file or self.password_env):
+            return None
+        username = self.user or self.parsed_uri.user or ""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise SecretError(f"environment variable {self.password_env} is not set")
+            return Credentials(username, value)
+        assert self.password_file is not None
+        try:
+            with open(self.password_file, encoding="utf-8") as fh:
+                value = fh.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise SecretError(
+                f"cannot read password file {self.password_file}: {exc.strerror}"
+            ) from None
+        if not value:
+            raise SecretError(f"password file {self.password_file} is empty")
+        return Credentials(username, value)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeContext:
+    """What a probe gets besides its spec: protocol timers, DNS settings, identity."""
+
+    timers: Timers = field(default_factory=Timers)
+    resolver: ResolverConfig | None = None
+    user_agent: str = "sipwatch"
+
+
+def literal_target(uri: SipUri) -> Target | None:
+    """RFC 3263 §4.1/§4.2 for an IP literal: no DNS at all. None for a hostname."""
+    if not uri.is_ip_literal:
+        return None
+    transport = uri.transport or ("tls" if uri.scheme == "sips" else "udp")
+    port = uri.port or (5061 if transport == "tls" else 5060)
+    return Target(transport=transport, host=uri.host, port=port, hostname=uri.host, via="literal")
+
+
+async def resolve_targets(uri: SipUri, ctx: ProbeContext) -> list[Target]:
+    literal = literal_target(uri)
+    if literal is not None:
+        return [literal]
+    from sipwatch.sip.resolve import ResolverConfig, resolve
+
+    return await resolve(uri, ctx.resolver or ResolverConfig())
+
+
+def base_result(spec: SipProbeSpec, method: str, outcome: Outcome, **kw: Any) -> ProbeResult:
+    return ProbeResult(
+        probe=spec.name, kind=spec.kind, target=spec.uri, outcome=outcome, method=method, **kw
+    )
+
+
+def exchange_result(
+    spec: SipProbeSpec, target: Target, exchange: Exchange, **extra: Any
+) -> ProbeResult:
+    """Map how a transaction ended onto an outcome."""
+    common: dict[str, Any] = {
+        "transport": target.transport,
+        "resolved": str(target),
+        "retransmissions": exchange.retransmissions,
+        "rtt_ms": None if exchange.rtt_s is None else round(exchange.rtt_s * 1000, 3),
+    }
+    common.update(extra)
+    method = exchange.request.method
+    response = exchange.response
+    if response is None:
+        outcome = Outcome(exchange.failure or "timeout")
+        return base_result(spec, method, outcome, detail=exchange.detail, **common)
+    code, reason = response.status_code, response.reason
+    if code in spec.alive:
+        return base_result(spec, method, Outcome.OK, status_code=code, reason=reason, **common)
+    retry_after = response.retry_after_s()
+    if code == 503 and retry_after is not None:
+        return base_result(
+            spec,
+            method,
+            Outcome.DRAINING,
+            status_code=code,
+            reason=reason,
+            retry_after_s=retry_after,
+            detail=f"503 with Retry-After {retry_after:g} s: draining",
+            **common,
+        )
+    return base_result(
+        spec,
+        method,
+        Outcome.BAD_STATUS,
+        status_code=code,
+        reason=reason,
+        detail=f"{code} {reason} is not counted as alive",
+        **common,
+    )
+
+
+TargetProbe = Callable[["Target", SipConnection, float], Awaitable[ProbeResult]]
+
+
+async def probe_targets(
+    spec: SipProbeSpec, ctx: ProbeContext, method: str, run: TargetProbe
+) -> ProbeResult:
+    """Resolve, probe each target concurrently with its own connection, summarise."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + spec.timeout_s
+    try:
+        targets = await asyncio.wait_for(resolve_targets(spec.parsed_uri, ctx), spec.timeout_s)
+    except TimeoutError:
+        return base_result(
+            spec,
+            method,
+            Outcome.DNS_ERROR,
+            detail=f"DNS resolution took longer than {spec.timeout_s:g} s",
+        )
+    except SipError as exc:
+        local = getattr(exc, "is_local", False)
+        return base_result(
+            spec, method, Outcome.LOCAL_ERROR if local else Outcome.DNS_ERROR, detail=str(exc)
+        )
+    results = await asyncio.gather(
+        *(_one_target(spec, ctx, method, t, deadline, run) for t in targets)
+    )
+    if len(results) == 1:
+        return results[0]
+    chosen = next((r for r in results if r.alive), results[0])
+    return replace(chosen, targets=tuple(results))
+
+
+async def _one_target(
+    spec: SipProbeSpec,
+    ctx: ProbeContext,
+    method: str,
+    target: Target,
+    deadline: float,
+    run: TargetProbe,
+) -> ProbeResult:
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    tls = TlsOptions(
+        verify=spec.tls_verify, ca_file=spec.tls_ca_file, server_name=spec.tls_server_name
+    )
+    common = {"transport": target.transport, "resolved": str(target)}
+    try:
+        conn = await SipConnection.open(
+            target.transport,
+            target.host,
+            target.port,
+            timeout_s=max(deadline - loop.time(), 0.001),
+            timers=ctx.timers,
+            tls=tls,
+            # RFC 5922 §4: the certificate must match the domain of the URI, not the
+            # SRV target's name (which DNS, not the operator, chose).
+            server_name=spec.parsed_uri.host,
+        )
+    except TransportError as exc:
+        waited = time.monotonic() - started
+        return base_result(
+            spec,
+            method,
+            Outcome(exc.kind),
+            detail=f"{exc.detail} (after {waited * 1000:.1f} ms)",
+            **common,
+        )
+    try:
+        result = await run(target, conn, deadline)
+    except (SecretError, ConfigError) as exc:
+        result = base_result(spec, method, Outcome.LOCAL_ERROR, detail=str(exc), **common)
+    finally:
+        conn.close()
+    not_after = conn.transport.peer_cert_not_after
+    if not_after is not None:
+        import ssl
+
+        days = (ssl.cert_time_to_seconds(not_after) - time.time()) / 86400
+        extra = dict(result.extra, tls_days_left=round(days, 1))
+        detail = result.detail
+        if days < 14:
+            note = f"TLS certificate expires in {days:.1f} days ({not_after})"
+            detail = f"{detail}; {note}" if detail else note
+        result = replace(result, tls_not_after=not_after, extra=extra, detail=detail)
+    return result

@@ -1,0 +1,158 @@
+"""`sip_register`: can a monitoring extension register? REGISTER with digest auth
+(RFC 3261 §10, §22), then unregister with Expires: 0 unless told to keep the binding.
+
+Owns: the REGISTER/unREGISTER pair and checking that the registrar really stored the binding
+(§10.3 step 8: a 2xx lists the current bindings). A 2xx that does not list ours is
+`bad_status`: the registrar answered but did not register us.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from sipwatch.errors import SipError
+from sipwatch.model import Outcome, ProbeResult
+from sipwatch.probes._sip import ProbeContext, SipProbeSpec, exchange_result, probe_targets
+from sipwatch.sip.client import (
+    RequestFactory,
+    SipConnection,
+    new_call_id,
+    new_tag,
+    transact_with_auth,
+)
+from sipwatch.sip.message import Request, Response, build_request, format_hostport
+from sipwatch.sip.target import Target
+from sipwatch.sip.uri import SipUri, parse_uri
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SipRegisterSpec(SipProbeSpec):
+    """`uri` is the address of record (sip:monitor@pbx.example.com). The REGISTER goes to
+    `registrar` when given, else to the AOR's host (RFC 3261 §10.2: Request-URI without user).
+    """
+
+    kind: Literal["sip_register"] = "sip_register"
+    registrar: str | None = None
+    expires_s: int = 60
+    keep_registration: bool = False
+
+    def __post_init__(self) -> None:
+        SipProbeSpec.__post_init__(self)
+        if self.parsed_uri.user is None:
+            raise ValueError("the address of record needs a user part (sip:user@domain)")
+        if not 0 < self.expires_s <= 86400:
+            raise ValueError("expires_s must be between 1 and 86400")
+        if self.registrar is not None:
+            try:
+                parse_uri(self.registrar)
+            except SipError as exc:
+                raise ValueError(f"registrar: {exc}") from None
+
+    @property
+    def registrar_uri(self) -> SipUri:
+        if self.registrar is not None:
+            return parse_uri(self.registrar)
+        aor = self.parsed_uri
+        return SipUri(aor.host, aor.scheme, None, aor.port, aor.params)
+
+
+def _binding_listed(response: Response, contact_uri: str) -> bool:
+    """Does the 2xx list our Contact (user, host and port equal) with expires > 0?"""
+    want = parse_uri(contact_uri)
+    for value in response.header_all("Contact"):
+        uri_text = value.split("<", 1)[1].split(">", 1)[0] if "<" in value else value
+        try:
+            got = parse_uri(uri_text.split(";", 1)[0] if "<" not in value else uri_text)
+        except SipError:
+            continue
+        params = value.rsplit(">", 1)[-1].lower().replace(" ", "")
+        if "expires=0" in params.split(";"):
+            continue
+        if (got.user, got.host, got.port or 5060) == (want.user, want.host, want.port or 5060):
+            return True
+    return False
+
+
+async def probe(spec: SipRegisterSpec, ctx: ProbeContext) -> ProbeResult:
+    aor = spec.parsed_uri.without_params()
+    registrar = spec.registrar_uri
+    request_uri = str(registrar.without_params() if registrar.transport is None else registrar)
+
+    async def run(target: Target, conn: SipConnection, deadline: float) -> ProbeResult:
+        credentials = spec.credentials()
+        call_id, tag = new_call_id(), new_tag()  # §10.2.4: one Call-ID for the UA's REGISTERs
+        tparam = "" if conn.transport.name == "udp" else f";transport={conn.transport.name}"
+        contact = f"sip:{aor.user}@{format_hostport(*conn.local)}{tparam}"
+
+        def make(expires: int) -> RequestFactory:
+            def factory(cseq: int, branch: str, extra: Sequence[tuple[str, str]]) -> Request:
+                return build_request(
+                    "REGISTER",
+                    request_uri,
+                    transport=conn.transport.name,
+                    local=conn.local,
+                    from_uri=str(aor),
+                    to_uri=str(aor),
+                    call_id=call_id,
+                    from_tag=tag,
+                    cseq=cseq,
+                    branch=branch,
+                    headers=(
+                        *extra,
+                        ("Contact", f"<{contact}>"),
+                        ("Expires", str(expires)),
+                        ("User-Agent", ctx.user_agent),
+                    ),
+                )
+
+            return factory
+
+        exchange, auth, cseq = await transact_with_auth(
+            conn,
+            make(spec.expires_s),
+            method="REGISTER",
+            uri=request_uri,
+            credentials=credentials,
+            deadline=deadline,
+        )
+        result = exchange_result(spec, target, exchange, extra={"contact": contact})
+        response = exchange.response
+        if response is not None and response.status_code in (401, 407):
+            why = (
+                "credentials rejected"
+                if auth.rejected
+                else f"cannot answer the challenge: {auth.error}"
+                if auth.error
+                else "authentication required and no credentials configured"
+            )
+            return replace(result, outcome=Outcome.BAD_STATUS, detail=why)
+        if result.outcome is not Outcome.OK or response is None:
+            return result
+        if 200 <= response.status_code < 300 and not _binding_listed(response, contact):
+            return replace(
+                result,
+                outcome=Outcome.BAD_STATUS,
+                detail="2xx did not list our binding: the registrar did not store it",
+            )
+        if spec.keep_registration:
+            return replace(result, detail=f"registered for {spec.expires_s} s (kept)")
+        unreg, _, _ = await transact_with_auth(
+            conn,
+            make(0),
+            method="REGISTER",
+            uri=request_uri,
+            credentials=credentials,
+            deadline=deadline + spec.timeout_s,
+            first_cseq=cseq + 1,
+        )
+        if unreg.response is not None and 200 <= unreg.response.status_code < 300:
+            note = "registered and unregistered"
+        elif unreg.response is not None:
+            note = f"unregister answered {unreg.response.status_code} {unreg.response.reason}"
+        else:
+            note = f"unregister failed: {unreg.failure} {unreg.detail}".strip()
+        return replace(result, detail=note)
+
+    return await probe_targets(spec, ctx, "REGISTER", run)

@@ -1,0 +1,122 @@
+"""Config loading: TOML + SIPWATCH_* env overrides; every error names the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sipwatch.config import load_settings
+from sipwatch.errors import ConfigError
+from sipwatch.probes.sip_register import SipRegisterSpec
+
+GOOD = """
+[sip]
+t1_s = 0.25
+
+[dns]
+nameservers = ["127.0.0.1"]
+port = 5353
+
+[[probes]]
+name = "pbx-udp"
+kind = "sip_options"
+uri = "sip:127.0.0.1:5060"
+alive_codes = ["2xx", "404"]
+
+[[probes]]
+name = "monitor-register"
+kind = "sip_register"
+uri = "sip:monitor@pbx.example.com"
+password_env = "MONITOR_PW"
+expires_s = 120
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sipwatch.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_file_loads_into_probe_specs(tmp_path):
+    s = load_settings(write(tmp_path, GOOD))
+    assert s.sip.t1_s == 0.25 and s.dns.port == 5353
+    assert [p.kind for p in s.probes] == ["sip_options", "sip_register"]
+    reg = s.probes[1]
+    assert isinstance(reg, SipRegisterSpec) and reg.expires_s == 120
+    assert 404 in s.probes[0].alive and 500 not in s.probes[0].alive
+    ctx = s.context()
+    assert ctx.timers.t1_s == 0.25 and ctx.resolver.nameservers == ("127.0.0.1",)
+
+
+def test_env_overrides_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIPWATCH_SIP__T1_S", "0.1")
+    monkeypatch.setenv("SIPWATCH_LOG_FORMAT", "json")
+    s = load_settings(write(tmp_path, GOOD))
+    assert s.sip.t1_s == 0.1 and s.log_format == "json"
+
+
+@pytest.mark.parametrize(
+    "snippet, key, reason",
+    [
+        ("[sip]\nt1_s = -1\n", "sip.t1_s", "greater than 0"),
+        ("[sip]\nt1_s = 2.0\nt2_s = 1.0\n", "sip.t2_s", "t2_s must be >= t1_s"),
+        ("[dns]\nport = 70000\n", "dns.port", "less than 65536"),
+        ("[sip]\nbogus = 1\n", "sip.bogus", "Extra inputs"),
+        ('[[probes]]\nkind = "sip_ping"\nuri = "sip:x"\n', "probes.0", "sip_ping"),
+        ('[[probes]]\nkind = "sip_options"\nuri = "http://x"\n', "probes.0.sip_options", "scheme"),
+        (
+            '[[probes]]\nkind = "sip_options"\nuri = "sip:x"\ntimeout_s = 0\n',
+            "probes.0.sip_options",
+            "timeout_s",
+        ),
+        (
+            '[[probes]]\nkind = "sip_options"\nuri = "sip:x"\nalive_codes = ["2yy"]\n',
+            "probes.0.sip_options",
+            "bad status code",
+        ),
+        (
+            '[[probes]]\nkind = "sip_register"\nuri = "sip:x"\n',
+            "probes.0.sip_register",
+            "user part",
+        ),
+        (
+            '[[probes]]\nkind = "sip_options"\nuri = "sip:x"\ntransport = "sctp"\n',
+            "probes.0.sip_options",
+            "transport",
+        ),
+        (
+            '[[probes]]\nkind = "sip_options"\nuri = "sip:x"\nname = "a"\n'
+            '[[probes]]\nkind = "sip_options"\nuri = "sip:y"\nname = "a"\n',
+            "probes",
+            "duplicate probe name",
+        ),
+    ],
+)
+def test_invalid_values_name_key_and_reason(tmp_path, snippet, key, reason):
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, snippet))
+    text = str(err.value)
+    assert f"  {key}" in text and reason in text, text
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "[sip\n"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_bad_env_override_names_the_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIPWATCH_SIP__T1_S", "fast")
+    with pytest.raises(ConfigError, match=r"sip\.t1_s"):
+        load_settings(write(tmp_path, GOOD))
+
+
+def test_shipped_probe_sets_are_valid():
+    root = Path(__file__).parent.parent.parent / "probes"
+    files = sorted(root.glob("*.toml"))
+    assert files, "probes/ must ship probe sets"
+    for path in files:
+        assert load_settings(path).probes, path

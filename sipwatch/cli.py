@@ -91,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--config", metavar="FILE", help="run the probes of a config file")
     probe.add_argument("--name", action="append", help="with --config: only these probes")
     probe.add_argument("--json", action="store_true", help="print JSON")
+    probe.add_argument("--force-asyncio", action="store_true", help=argparse.SUPPRESS)
 
     config = sub.add_parser("config", help="validate a config file")
     config.add_argument("file")
@@ -145,10 +146,7 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
-    import asyncio
-
     from sipwatch.errors import ConfigError
-    from sipwatch.probes import run_probe
     from sipwatch.probes._sip import ProbeContext
     from sipwatch.sip.transaction import Timers
 
@@ -183,12 +181,29 @@ def _cmd_probe(args: argparse.Namespace) -> int:
             resolver = ResolverConfig(nameservers=(host,), port=int(port or 53))
         ctx = ProbeContext(timers=timers, resolver=resolver, user_agent=f"sipwatch/{__version__}")
 
-    async def run_all() -> list[ProbeResult]:
-        return list(await asyncio.gather(*(run_probe(s, ctx) for s in specs)))
+    results: list[ProbeResult] = []
+    if len(specs) == 1 and not args.config and not args.force_asyncio:
+        # One probe of an IP literal: run it without asyncio (whose import alone costs
+        # more than sipsak's whole run). Same flows, same transaction code.
+        from sipwatch.probes import BLOCKING
 
-    results = asyncio.run(run_all())
+        quick = BLOCKING[specs[0].kind](specs[0], ctx)
+        if quick is not None:
+            results = [quick]
+    if not results:
+        import asyncio
+
+        results = asyncio.run(_run_all(specs, ctx))
     _print(results, as_json=args.json)
     return max(exit_code_for(str(r.outcome)) for r in results)
+
+
+async def _run_all(specs: list[Any], ctx: Any) -> list[ProbeResult]:
+    import asyncio
+
+    from sipwatch.probes import run_probe
+
+    return list(await asyncio.gather(*(run_probe(s, ctx) for s in specs)))
 
 
 def _print(results: list[ProbeResult], *, as_json: bool) -> None:

@@ -108,3 +108,24 @@ def closed_udp_port() -> int:
 @pytest.fixture
 def closed_tcp_port() -> int:
     return free_port("tcp")
+
+
+@pytest.fixture(params=["asyncio", "blocking"])
+def run(request: pytest.FixtureRequest):
+    """Run a probe spec through each driver: the asyncio one (daemon, config runs) and the
+    blocking one (one-shot CLI on IP literals). Both must report the same things."""
+    import asyncio
+
+    from sipwatch.probes import BLOCKING, run_probe
+    from sipwatch.probes._sip import ProbeContext
+
+    async def go(spec, ctx: ProbeContext | None = None):
+        ctx = ctx or ProbeContext()
+        if request.param == "asyncio":
+            return await run_probe(spec, ctx)
+        result = await asyncio.to_thread(BLOCKING[spec.kind], spec, ctx)
+        assert result is not None, "the blocking driver must take IP-literal URIs"
+        return result
+
+    go.driver = request.param  # type: ignore[attr-defined]
+    return go

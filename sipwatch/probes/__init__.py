@@ -5,37 +5,50 @@
 A probe never raises: whatever goes wrong becomes a ProbeResult whose outcome says what
 failed. `run_probe` enforces that for every kind, with a hard deadline and a catch-all that
 turns a bug into a loud `local_error` (which never counts toward failover).
+
+The registry imports a probe's module on first use, so a one-shot CLI run pays only for the
+kind it runs (and SIP probes on IP literals can run without asyncio: `probe_now`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable, Mapping
-from types import MappingProxyType
+import importlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from sipwatch.model import Outcome, ProbeResult
-from sipwatch.probes import sip_options, sip_register
 from sipwatch.probes._sip import ProbeContext
-
-log = logging.getLogger("sipwatch.probes")
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[ProbeResult]]
 
-REGISTRY: Mapping[str, ProbeFn] = MappingProxyType(
-    {
-        "sip_options": sip_options.probe,
-        "sip_register": sip_register.probe,
-    }
-)
+#: kind -> (module, spec class name). One line per probe kind.
+_KINDS: dict[str, tuple[str, str]] = {
+    "sip_options": ("sipwatch.probes.sip_options", "SipOptionsSpec"),
+    "sip_register": ("sipwatch.probes.sip_register", "SipRegisterSpec"),
+}
 
-SPECS: Mapping[str, type] = MappingProxyType(
-    {
-        "sip_options": sip_options.SipOptionsSpec,
-        "sip_register": sip_register.SipRegisterSpec,
-    }
-)
+
+class _Registry(Mapping[str, Any]):
+    """Read-only kind -> attribute of the kind's module, imported on first use."""
+
+    def __init__(self, attribute: str | None) -> None:
+        self._attribute = attribute
+
+    def __getitem__(self, kind: str) -> Any:
+        module_name, spec_name = _KINDS[kind]
+        module = importlib.import_module(module_name)
+        return getattr(module, self._attribute or spec_name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_KINDS)
+
+    def __len__(self) -> int:
+        return len(_KINDS)
+
+
+REGISTRY: Mapping[str, ProbeFn] = _Registry("probe")
+SPECS: Mapping[str, type] = _Registry(None)
+BLOCKING: Mapping[str, Callable[[Any, ProbeContext], ProbeResult | None]] = _Registry("probe_now")
 
 #: Slack over a spec's timeout_s before run_probe gives up on the probe itself (REGISTER's
 #: unregister gets one more timeout_s of its own).
@@ -43,6 +56,8 @@ _GRACE_S = 1.0
 
 
 async def run_probe(spec: Any, ctx: ProbeContext) -> ProbeResult:
+    import asyncio
+
     fn = REGISTRY[spec.kind]
     hard_limit = 2 * spec.timeout_s + _GRACE_S
     try:
@@ -56,7 +71,9 @@ async def run_probe(spec: Any, ctx: ProbeContext) -> ProbeResult:
             detail=f"probe did not finish within {hard_limit:g} s",
         )
     except Exception as exc:  # a bug must not take the daemon down: report it loudly
-        log.exception("event=probe_crashed probe=%s", spec.name)
+        import logging
+
+        logging.getLogger("sipwatch.probes").exception("event=probe_crashed probe=%s", spec.name)
         return ProbeResult(
             probe=spec.name,
             kind=spec.kind,
@@ -66,4 +83,4 @@ async def run_probe(spec: Any, ctx: ProbeContext) -> ProbeResult:
         )
 
 
-__all__ = ["REGISTRY", "SPECS", "ProbeContext", "ProbeFn", "run_probe"]
+__all__ = ["BLOCKING", "REGISTRY", "SPECS", "ProbeContext", "ProbeFn", "run_probe"]

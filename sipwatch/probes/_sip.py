@@ -9,23 +9,22 @@ alive target in RFC 3263 order exists, and otherwise reports the first target's 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sipwatch.errors import ConfigError, SecretError, SipError, SipUriError, TransportError
 from sipwatch.model import Outcome, ProbeResult
-from sipwatch.sip.client import Exchange, SipConnection
-from sipwatch.sip.digest import Credentials
+from sipwatch.sip.blocking import TlsOptions
+from sipwatch.sip.flows import Flow
 from sipwatch.sip.target import Target
-from sipwatch.sip.transaction import Timers
-from sipwatch.sip.transport import TlsOptions
+from sipwatch.sip.transaction import Exchange, Timers
 from sipwatch.sip.uri import SipUri, parse_uri
 
 if TYPE_CHECKING:
+    from sipwatch.sip.digest import Credentials
     from sipwatch.sip.resolve import ResolverConfig
 
 #: pydantic reads this when a spec is validated from config: unknown keys are errors.
@@ -112,6 +111,8 @@ class SipProbeSpec:
             value = os.environ.get(self.password_env)
             if value is None:
                 raise SecretError(f"environment variable {self.password_env} is not set")
+            from sipwatch.sip.digest import Credentials
+
             return Credentials(username, value)
         assert self.password_file is not None
         try:
@@ -123,6 +124,8 @@ class SipProbeSpec:
             ) from None
         if not value:
             raise SecretError(f"password file {self.password_file} is empty")
+        from sipwatch.sip.digest import Credentials
+
         return Credentials(username, value)
 
 
@@ -201,15 +204,17 @@ def exchange_result(
     )
 
 
-TargetProbe = Callable[["Target", SipConnection, float], Awaitable[ProbeResult]]
+#: What a SIP probe kind supplies: given the target and the connection's transport name and
+#: local address, the flow (flows.py) that probes it and returns the result.
+FlowFactory = Callable[[Target, str, tuple[str, int]], Flow[ProbeResult]]
 
 
 async def probe_targets(
-    spec: SipProbeSpec, ctx: ProbeContext, method: str, run: TargetProbe
+    spec: SipProbeSpec, ctx: ProbeContext, method: str, make_flow: FlowFactory
 ) -> ProbeResult:
     """Resolve, probe each target concurrently with its own connection, summarise."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + spec.timeout_s
+    import asyncio
+
     try:
         targets = await asyncio.wait_for(resolve_targets(spec.parsed_uri, ctx), spec.timeout_s)
     except TimeoutError:
@@ -221,68 +226,127 @@ async def probe_targets(
         )
     except SipError as exc:
         local = getattr(exc, "is_local", False)
-        return base_result(
-            spec, method, Outcome.LOCAL_ERROR if local else Outcome.DNS_ERROR, detail=str(exc)
-        )
-    results = await asyncio.gather(
-        *(_one_target(spec, ctx, method, t, deadline, run) for t in targets)
-    )
+        outcome = Outcome.LOCAL_ERROR if local else Outcome.DNS_ERROR
+        return base_result(spec, method, outcome, detail=str(exc))
+    results = await asyncio.gather(*(_one_target(spec, ctx, method, t, make_flow) for t in targets))
+    return summarise(list(results))
+
+
+def summarise(results: list[ProbeResult]) -> ProbeResult:
     if len(results) == 1:
         return results[0]
     chosen = next((r for r in results if r.alive), results[0])
     return replace(chosen, targets=tuple(results))
 
 
-async def _one_target(
-    spec: SipProbeSpec,
-    ctx: ProbeContext,
-    method: str,
-    target: Target,
-    deadline: float,
-    run: TargetProbe,
-) -> ProbeResult:
-    loop = asyncio.get_running_loop()
-    started = time.monotonic()
-    tls = TlsOptions(
+def _tls(spec: SipProbeSpec) -> TlsOptions:
+    return TlsOptions(
         verify=spec.tls_verify, ca_file=spec.tls_ca_file, server_name=spec.tls_server_name
     )
-    common = {"transport": target.transport, "resolved": str(target)}
+
+
+def _connect_failed(
+    spec: SipProbeSpec, method: str, target: Target, exc: TransportError, waited_s: float
+) -> ProbeResult:
+    return base_result(
+        spec,
+        method,
+        Outcome(exc.kind),
+        transport=target.transport,
+        resolved=str(target),
+        detail=f"{exc.detail} (after {waited_s * 1000:.1f} ms)",
+    )
+
+
+def _local_failure(spec: SipProbeSpec, method: str, target: Target, exc: Exception) -> ProbeResult:
+    return base_result(
+        spec,
+        method,
+        Outcome.LOCAL_ERROR,
+        transport=target.transport,
+        resolved=str(target),
+        detail=str(exc),
+    )
+
+
+async def _one_target(
+    spec: SipProbeSpec, ctx: ProbeContext, method: str, target: Target, make_flow: FlowFactory
+) -> ProbeResult:
+    import asyncio
+
+    from sipwatch.sip.client import SipConnection
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + spec.timeout_s
     try:
         conn = await SipConnection.open(
             target.transport,
             target.host,
             target.port,
-            timeout_s=max(deadline - loop.time(), 0.001),
+            timeout_s=spec.timeout_s,
             timers=ctx.timers,
-            tls=tls,
+            tls=_tls(spec),
             # RFC 5922 §4: the certificate must match the domain of the URI, not the
             # SRV target's name (which DNS, not the operator, chose).
             server_name=spec.parsed_uri.host,
         )
     except TransportError as exc:
-        waited = time.monotonic() - started
-        return base_result(
-            spec,
-            method,
-            Outcome(exc.kind),
-            detail=f"{exc.detail} (after {waited * 1000:.1f} ms)",
-            **common,
-        )
+        return _connect_failed(spec, method, target, exc, loop.time() - started)
     try:
-        result = await run(target, conn, deadline)
+        flow = make_flow(target, conn.transport.name, conn.local)
+        result = await conn.run(flow, deadline=deadline)
     except (SecretError, ConfigError) as exc:
-        result = base_result(spec, method, Outcome.LOCAL_ERROR, detail=str(exc), **common)
+        result = _local_failure(spec, method, target, exc)
     finally:
         conn.close()
-    not_after = conn.transport.peer_cert_not_after
-    if not_after is not None:
-        import ssl
+    return with_tls_expiry(result, conn.transport.peer_cert_not_after)
 
-        days = (ssl.cert_time_to_seconds(not_after) - time.time()) / 86400
-        extra = dict(result.extra, tls_days_left=round(days, 1))
-        detail = result.detail
-        if days < 14:
-            note = f"TLS certificate expires in {days:.1f} days ({not_after})"
-            detail = f"{detail}; {note}" if detail else note
-        result = replace(result, tls_not_after=not_after, extra=extra, detail=detail)
-    return result
+
+def probe_blocking(
+    spec: SipProbeSpec, ctx: ProbeContext, method: str, make_flow: FlowFactory
+) -> ProbeResult | None:
+    """The same probe without asyncio, for one-shot CLI runs. Only for IP-literal URIs
+    (no DNS): returns None when the URI needs resolving."""
+    target = literal_target(spec.parsed_uri)
+    if target is None:
+        return None
+    from sipwatch.sip.blocking import BlockingConnection
+
+    started = time.monotonic()
+    try:
+        conn = BlockingConnection(
+            target.transport,
+            target.host,
+            target.port,
+            timeout_s=spec.timeout_s,
+            timers=ctx.timers,
+            tls=_tls(spec),
+            server_name=spec.parsed_uri.host,
+        )
+    except TransportError as exc:
+        return _connect_failed(spec, method, target, exc, time.monotonic() - started)
+    try:
+        result = conn.run(
+            make_flow(target, conn.name, conn.local), deadline=started + spec.timeout_s
+        )
+    except (SecretError, ConfigError) as exc:
+        result = _local_failure(spec, method, target, exc)
+    finally:
+        conn.close()
+    return with_tls_expiry(result, conn.peer_cert_not_after)
+
+
+def with_tls_expiry(result: ProbeResult, not_after: str | None) -> ProbeResult:
+    """Report the peer certificate's expiry; warn in the detail under 14 days."""
+    if not_after is None:
+        return result
+    import ssl
+
+    days = (ssl.cert_time_to_seconds(not_after) - time.time()) / 86400
+    extra = dict(result.extra, tls_days_left=round(days, 1))
+    detail = result.detail
+    if days < 14:
+        note = f"TLS certificate expires in {days:.1f} days ({not_after})"
+        detail = f"{detail}; {note}" if detail else note
+    return replace(result, tls_not_after=not_after, extra=extra, detail=detail)

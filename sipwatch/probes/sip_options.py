@@ -1,8 +1,8 @@
 """`sip_options`: is a SIP server answering? An OPTIONS request (RFC 3261 §11), the
 conventional SIP ping, answered with a status counted as alive.
 
-Owns: building the OPTIONS request. A server that challenges OPTIONS (some PBXes do) is
-answered once with digest credentials when the spec has them.
+Owns: the OPTIONS flow. A server that challenges OPTIONS (some PBXes do) is answered once
+with digest credentials when the spec has them.
 """
 
 from __future__ import annotations
@@ -12,10 +12,18 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from sipwatch.model import ProbeResult
-from sipwatch.probes._sip import ProbeContext, SipProbeSpec, exchange_result, probe_targets
-from sipwatch.sip.client import SipConnection, new_call_id, new_tag, transact_with_auth
+from sipwatch.probes._sip import (
+    ProbeContext,
+    SipProbeSpec,
+    exchange_result,
+    probe_blocking,
+    probe_targets,
+)
+from sipwatch.sip.flows import Flow, new_call_id, new_tag, with_auth
 from sipwatch.sip.message import Request, build_request, format_hostport
 from sipwatch.sip.target import Target
+
+METHOD = "OPTIONS"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -27,45 +35,46 @@ def default_from(spec: SipProbeSpec, local: tuple[str, int]) -> str:
     return spec.from_uri or f"sip:sipwatch@{format_hostport(local[0])}"
 
 
-async def probe(spec: SipOptionsSpec, ctx: ProbeContext) -> ProbeResult:
+def flow(
+    spec: SipOptionsSpec, ctx: ProbeContext, target: Target, transport: str, local: tuple[str, int]
+) -> Flow[ProbeResult]:
     uri = spec.parsed_uri
     request_uri = str(uri)
+    from_uri = default_from(spec, local)
+    call_id, tag = new_call_id(), new_tag()
 
-    async def run(target: Target, conn: SipConnection, deadline: float) -> ProbeResult:
-        from_uri = default_from(spec, conn.local)
-        call_id, tag = new_call_id(), new_tag()
-
-        def factory(cseq: int, branch: str, extra: Sequence[tuple[str, str]]) -> Request:
-            return build_request(
-                "OPTIONS",
-                request_uri,
-                transport=conn.transport.name,
-                local=conn.local,
-                from_uri=from_uri,
-                to_uri=str(uri.without_params()),
-                call_id=call_id,
-                from_tag=tag,
-                cseq=cseq,
-                branch=branch,
-                headers=(*extra, ("Accept", "application/sdp"), ("User-Agent", ctx.user_agent)),
-            )
-
-        exchange, auth, _ = await transact_with_auth(
-            conn,
-            factory,
-            method="OPTIONS",
-            uri=request_uri,
-            credentials=spec.credentials(),
-            deadline=deadline,
+    def factory(cseq: int, branch: str, extra: Sequence[tuple[str, str]]) -> Request:
+        return build_request(
+            METHOD,
+            request_uri,
+            transport=transport,
+            local=local,
+            from_uri=from_uri,
+            to_uri=str(uri.without_params()),
+            call_id=call_id,
+            from_tag=tag,
+            cseq=cseq,
+            branch=branch,
+            headers=(*extra, ("Accept", "application/sdp"), ("User-Agent", ctx.user_agent)),
         )
-        result = exchange_result(spec, target, exchange)
-        if auth.rejected:
-            result = replace(
-                result,
-                detail="credentials rejected: challenged again after the authenticated retry",
-            )
-        elif auth.error:
-            result = replace(result, detail=f"cannot answer the challenge: {auth.error}")
-        return result
 
-    return await probe_targets(spec, ctx, "OPTIONS", run)
+    exchange, auth, _ = yield from with_auth(
+        factory, method=METHOD, uri=request_uri, credentials=spec.credentials()
+    )
+    result = exchange_result(spec, target, exchange)
+    if auth.rejected:
+        return replace(
+            result, detail="credentials rejected: challenged again after the authenticated retry"
+        )
+    if auth.error:
+        return replace(result, detail=f"cannot answer the challenge: {auth.error}")
+    return result
+
+
+async def probe(spec: SipOptionsSpec, ctx: ProbeContext) -> ProbeResult:
+    return await probe_targets(spec, ctx, METHOD, lambda t, tr, lo: flow(spec, ctx, t, tr, lo))
+
+
+def probe_now(spec: SipOptionsSpec, ctx: ProbeContext) -> ProbeResult | None:
+    """Blocking, asyncio-free run for one-shot use; None if the URI needs DNS."""
+    return probe_blocking(spec, ctx, METHOD, lambda t, tr, lo: flow(spec, ctx, t, tr, lo))

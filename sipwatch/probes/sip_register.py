@@ -14,17 +14,19 @@ from typing import Literal
 
 from sipwatch.errors import SipError
 from sipwatch.model import Outcome, ProbeResult
-from sipwatch.probes._sip import ProbeContext, SipProbeSpec, exchange_result, probe_targets
-from sipwatch.sip.client import (
-    RequestFactory,
-    SipConnection,
-    new_call_id,
-    new_tag,
-    transact_with_auth,
+from sipwatch.probes._sip import (
+    ProbeContext,
+    SipProbeSpec,
+    exchange_result,
+    probe_blocking,
+    probe_targets,
 )
+from sipwatch.sip.flows import Flow, NewDeadline, RequestFactory, new_call_id, new_tag, with_auth
 from sipwatch.sip.message import Request, Response, build_request, format_hostport
 from sipwatch.sip.target import Target
 from sipwatch.sip.uri import SipUri, parse_uri
+
+METHOD = "REGISTER"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -75,84 +77,82 @@ def _binding_listed(response: Response, contact_uri: str) -> bool:
     return False
 
 
-async def probe(spec: SipRegisterSpec, ctx: ProbeContext) -> ProbeResult:
+def flow(
+    spec: SipRegisterSpec, ctx: ProbeContext, target: Target, transport: str, local: tuple[str, int]
+) -> Flow[ProbeResult]:
     aor = spec.parsed_uri.without_params()
     registrar = spec.registrar_uri
     request_uri = str(registrar.without_params() if registrar.transport is None else registrar)
+    credentials = spec.credentials()
+    call_id, tag = new_call_id(), new_tag()  # §10.2.4: one Call-ID for the UA's REGISTERs
+    tparam = "" if transport == "udp" else f";transport={transport}"
+    contact = f"sip:{aor.user}@{format_hostport(*local)}{tparam}"
 
-    async def run(target: Target, conn: SipConnection, deadline: float) -> ProbeResult:
-        credentials = spec.credentials()
-        call_id, tag = new_call_id(), new_tag()  # §10.2.4: one Call-ID for the UA's REGISTERs
-        tparam = "" if conn.transport.name == "udp" else f";transport={conn.transport.name}"
-        contact = f"sip:{aor.user}@{format_hostport(*conn.local)}{tparam}"
-
-        def make(expires: int) -> RequestFactory:
-            def factory(cseq: int, branch: str, extra: Sequence[tuple[str, str]]) -> Request:
-                return build_request(
-                    "REGISTER",
-                    request_uri,
-                    transport=conn.transport.name,
-                    local=conn.local,
-                    from_uri=str(aor),
-                    to_uri=str(aor),
-                    call_id=call_id,
-                    from_tag=tag,
-                    cseq=cseq,
-                    branch=branch,
-                    headers=(
-                        *extra,
-                        ("Contact", f"<{contact}>"),
-                        ("Expires", str(expires)),
-                        ("User-Agent", ctx.user_agent),
-                    ),
-                )
-
-            return factory
-
-        exchange, auth, cseq = await transact_with_auth(
-            conn,
-            make(spec.expires_s),
-            method="REGISTER",
-            uri=request_uri,
-            credentials=credentials,
-            deadline=deadline,
-        )
-        result = exchange_result(spec, target, exchange, extra={"contact": contact})
-        response = exchange.response
-        if response is not None and response.status_code in (401, 407):
-            why = (
-                "credentials rejected"
-                if auth.rejected
-                else f"cannot answer the challenge: {auth.error}"
-                if auth.error
-                else "authentication required and no credentials configured"
+    def make(expires: int) -> RequestFactory:
+        def factory(cseq: int, branch: str, extra: Sequence[tuple[str, str]]) -> Request:
+            return build_request(
+                METHOD,
+                request_uri,
+                transport=transport,
+                local=local,
+                from_uri=str(aor),
+                to_uri=str(aor),
+                call_id=call_id,
+                from_tag=tag,
+                cseq=cseq,
+                branch=branch,
+                headers=(
+                    *extra,
+                    ("Contact", f"<{contact}>"),
+                    ("Expires", str(expires)),
+                    ("User-Agent", ctx.user_agent),
+                ),
             )
-            return replace(result, outcome=Outcome.BAD_STATUS, detail=why)
-        if result.outcome is not Outcome.OK or response is None:
-            return result
-        if 200 <= response.status_code < 300 and not _binding_listed(response, contact):
-            return replace(
-                result,
-                outcome=Outcome.BAD_STATUS,
-                detail="2xx did not list our binding: the registrar did not store it",
-            )
-        if spec.keep_registration:
-            return replace(result, detail=f"registered for {spec.expires_s} s (kept)")
-        unreg, _, _ = await transact_with_auth(
-            conn,
-            make(0),
-            method="REGISTER",
-            uri=request_uri,
-            credentials=credentials,
-            deadline=deadline + spec.timeout_s,
-            first_cseq=cseq + 1,
-        )
-        if unreg.response is not None and 200 <= unreg.response.status_code < 300:
-            note = "registered and unregistered"
-        elif unreg.response is not None:
-            note = f"unregister answered {unreg.response.status_code} {unreg.response.reason}"
-        else:
-            note = f"unregister failed: {unreg.failure} {unreg.detail}".strip()
-        return replace(result, detail=note)
 
-    return await probe_targets(spec, ctx, "REGISTER", run)
+        return factory
+
+    exchange, auth, cseq = yield from with_auth(
+        make(spec.expires_s), method=METHOD, uri=request_uri, credentials=credentials
+    )
+    result = exchange_result(spec, target, exchange, extra={"contact": contact})
+    response = exchange.response
+    if response is not None and response.status_code in (401, 407):
+        why = (
+            "credentials rejected"
+            if auth.rejected
+            else f"cannot answer the challenge: {auth.error}"
+            if auth.error
+            else "authentication required and no credentials configured"
+        )
+        return replace(result, outcome=Outcome.BAD_STATUS, detail=why)
+    if result.outcome is not Outcome.OK or response is None:
+        return result
+    if 200 <= response.status_code < 300 and not _binding_listed(response, contact):
+        return replace(
+            result,
+            outcome=Outcome.BAD_STATUS,
+            detail="2xx did not list our binding: the registrar did not store it",
+        )
+    if spec.keep_registration:
+        return replace(result, detail=f"registered for {spec.expires_s} s (kept)")
+    # The unregister gets a budget of its own: a slow REGISTER must not leave a binding.
+    yield NewDeadline(spec.timeout_s)
+    unreg, _, _ = yield from with_auth(
+        make(0), method=METHOD, uri=request_uri, credentials=credentials, first_cseq=cseq + 1
+    )
+    if unreg.response is not None and 200 <= unreg.response.status_code < 300:
+        note = "registered and unregistered"
+    elif unreg.response is not None:
+        note = f"unregister answered {unreg.response.status_code} {unreg.response.reason}"
+    else:
+        note = f"unregister failed: {unreg.failure} {unreg.detail}".strip()
+    return replace(result, detail=note)
+
+
+async def probe(spec: SipRegisterSpec, ctx: ProbeContext) -> ProbeResult:
+    return await probe_targets(spec, ctx, METHOD, lambda t, tr, lo: flow(spec, ctx, t, tr, lo))
+
+
+def probe_now(spec: SipRegisterSpec, ctx: ProbeContext) -> ProbeResult | None:
+    """Blocking, asyncio-free run for one-shot use; None if the URI needs DNS."""
+    return probe_blocking(spec, ctx, METHOD, lambda t, tr, lo: flow(spec, ctx, t, tr, lo))

@@ -10,6 +10,7 @@ and may be anything.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -95,6 +96,13 @@ _STATUS_LINE = re.compile(r"^SIP/(\d+)\.(\d+) (\d{3})(?: (.*))?$")
 _REQUEST_LINE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) SIP/(\d+)\.(\d+)$")
 
 
+@functools.lru_cache(maxsize=1024)
+def _key(name: str) -> str:
+    """Lookup key of a header name: lower-cased canonical form (bounded cache: names come
+    from the network)."""
+    return canonical_name(name).lower()
+
+
 def canonical_name(name: str) -> str:
     """Full, conventionally capitalised header name for `name` (compact forms expanded)."""
     lower = name.lower()
@@ -105,6 +113,11 @@ def canonical_name(name: str) -> str:
 
 def split_commas(value: str) -> list[str]:
     """Split a header value on commas outside quoted strings and angle brackets."""
+    if "," not in value:
+        stripped = value.strip()
+        return [stripped] if stripped else []
+    if '"' not in value and "<" not in value:
+        return [p for p in (part.strip() for part in value.split(",")) if p]
     parts: list[str] = []
     buf: list[str] = []
     quoted = escaped = False
@@ -139,6 +152,13 @@ class Headers:
     """Header fields in wire order, names kept as written so a message re-serialises as read."""
 
     items: tuple[tuple[str, str], ...] = ()
+    _index: dict[str, list[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, list[str]] = {}
+        for key, value in self.items:
+            index.setdefault(_key(key), []).append(value)
+        object.__setattr__(self, "_index", index)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self.items)
@@ -148,19 +168,18 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """First value of header `name` (any form), or None."""
-        want = canonical_name(name).lower()
-        for key, value in self.items:
-            if canonical_name(key).lower() == want:
-                return value
-        return None
+        values = self._index.get(_key(name))
+        return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
         """All values of `name`, across repeated lines and comma-joined values."""
-        want = canonical_name(name).lower()
+        want = _key(name)
+        values = self._index.get(want, [])
+        if want not in _MULTI_VALUE:
+            return list(values)
         out: list[str] = []
-        for key, value in self.items:
-            if canonical_name(key).lower() == want:
-                out.extend(split_commas(value) if want in _MULTI_VALUE else [value])
+        for value in values:
+            out.extend(split_commas(value))
         return out
 
 
@@ -226,6 +245,9 @@ def parse_cseq(value: str) -> tuple[int, str]:
 class _Message:
     headers: Headers
     body: bytes
+    # Parsed once on first use: matching a response needs both, every time.
+    _via0: Via | None = field(default=None, init=False, repr=False, compare=False)
+    _cseq: tuple[int, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -239,17 +261,24 @@ class _Message:
 
     @property
     def top_via(self) -> Via:
-        values = self.headers.get_all("Via")
-        if not values:
-            raise SipParseError("message has no Via")
-        return parse_via(values[0])
+        if self._via0 is None:
+            first = self.headers.get("Via")
+            values = split_commas(first) if first is not None else []
+            if not values:
+                raise SipParseError("message has no Via")
+            object.__setattr__(self, "_via0", parse_via(values[0]))
+        assert self._via0 is not None
+        return self._via0
 
     @property
     def cseq(self) -> tuple[int, str]:
-        value = self.headers.get("CSeq")
-        if value is None:
-            raise SipParseError("message has no CSeq")
-        return parse_cseq(value)
+        if self._cseq is None:
+            value = self.headers.get("CSeq")
+            if value is None:
+                raise SipParseError("message has no CSeq")
+            object.__setattr__(self, "_cseq", parse_cseq(value))
+        assert self._cseq is not None
+        return self._cseq
 
     @property
     def call_id(self) -> str:
@@ -259,7 +288,7 @@ class _Message:
         lines = [start_line]
         has_length = False
         for key, value in self.headers:
-            if canonical_name(key) == "Content-Length":
+            if _key(key) == "content-length":
                 has_length = True
                 if value.strip() != str(len(self.body)):  # keep the peer's spacing if right
                     value = str(len(self.body))
@@ -342,7 +371,7 @@ def _parse_headers(lines: Iterable[str]) -> Headers:
 
 
 def _content_length(headers: Headers) -> int | None:
-    values = [v for k, v in headers if canonical_name(k) == "Content-Length"]
+    values = headers._index.get("content-length")
     if not values:
         return None
     if len(set(values)) > 1:
@@ -434,34 +463,45 @@ class StreamFramer:
 
     def feed(self, data: bytes) -> list[Message]:
         self._buf += data
+        buf = self._buf
         out: list[Message] = []
-        while True:
-            stripped = self._buf.lstrip(b"\r\n")
-            if len(stripped) != len(self._buf):
-                self.keepalives += 1
-                self._buf = bytearray(stripped)
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > self.max_size:
-                    raise SipParseError(f"no message boundary within {self.max_size} bytes")
-                return out
-            head = bytes(self._buf[: end + 4])
-            length = _length_from_raw_head(head)
-            total = end + 4 + length
-            if total > self.max_size:
-                raise SipParseError(f"message of {total} bytes exceeds {self.max_size}")
-            if len(self._buf) < total:
-                return out
-            chunk = bytes(self._buf[:total])
-            del self._buf[:total]
-            out.append(parse_message(chunk, max_size=self.max_size, datagram=False))
+        pos = 0
+        try:
+            while True:
+                start = pos
+                while pos < len(buf) and buf[pos] in b"\r\n":
+                    pos += 1
+                if pos != start:
+                    self.keepalives += 1
+                end = buf.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    if len(buf) - pos > self.max_size:
+                        raise SipParseError(f"no message boundary within {self.max_size} bytes")
+                    return out
+                length = _length_from_raw_head(bytes(buf[pos : end + 4]))
+                total = end + 4 + length - pos
+                if total > self.max_size:
+                    raise SipParseError(f"message of {total} bytes exceeds {self.max_size}")
+                if len(buf) - pos < total:
+                    return out
+                chunk = bytes(buf[pos : pos + total])
+                pos += total
+                out.append(parse_message(chunk, max_size=self.max_size, datagram=False))
+        finally:
+            del buf[:pos]  # one move per feed, not one per message
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
 
 
+_CONTENT_LENGTH = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*(\d{1,6})[ \t]*\r\n", re.I)
+
+
 def _length_from_raw_head(head: bytes) -> int:
+    found = _CONTENT_LENGTH.findall(head)
+    if len(found) == 1 and b"\r\n " not in head and b"\r\n\t" not in head:
+        return int(found[0])  # the common case; parse_message re-checks it in full
     text = head.decode("utf-8", "surrogateescape")
     lines = _unfold(text.rstrip("\r\n"))
     length = _content_length(_parse_headers(lines[1:]))

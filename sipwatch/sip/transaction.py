@@ -16,7 +16,7 @@ Timers (§17.1.2.2, Table 4 of §A):
 from __future__ import annotations
 
 import enum
-import secrets
+import os
 from dataclasses import dataclass, field
 
 from sipwatch.errors import SipParseError
@@ -27,7 +27,7 @@ BRANCH_MAGIC = "z9hG4bK"  # RFC 3261 §8.1.1.7
 
 def new_branch() -> str:
     """A fresh, globally unique branch for a new transaction (§8.1.1.7)."""
-    return BRANCH_MAGIC + secrets.token_hex(10)
+    return BRANCH_MAGIC + os.urandom(10).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,21 @@ class State(enum.Enum):
     PROCEEDING = "proceeding"
     COMPLETED = "completed"
     TERMINATED = "terminated"
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """How one transaction ended, for the layers above: a final response, or a failure kind
+    ("timeout", "refused", "unreachable", "malformed", "tls_error", "local_error") and a
+    detail. Built by `ClientTransaction.exchange()` whatever drives the transaction."""
+
+    request: Request
+    response: Response | None
+    failure: str | None
+    detail: str
+    rtt_s: float | None
+    retransmissions: int
+    provisional: Response | None = None
 
 
 class Failure(enum.StrEnum):
@@ -198,6 +213,33 @@ class ClientTransaction:
             self.failure = Failure.TIMEOUT
             self.failure_detail = "abandoned by the caller"
         self._terminate()
+
+    def exchange(
+        self,
+        transport_failure: tuple[str, str] | None = None,
+        malformed_since: tuple[float, str] | None = None,
+    ) -> Exchange:
+        """The outcome for the caller. `transport_failure` is the (kind, detail) the transport
+        reported; `malformed_since` is (time, why) of the last unparsable reply from the
+        peer: a timeout with only garbage received since the first send is `malformed`."""
+        if self.final is not None:
+            return Exchange(
+                self.request,
+                self.final,
+                None,
+                "",
+                self.rtt_s,
+                self.retransmissions,
+                self.provisional,
+            )
+        kind, detail = transport_failure or ("timeout", self.failure_detail)
+        if self.failure is Failure.TIMEOUT and malformed_since is not None:
+            seen_at, why = malformed_since
+            if self.first_sent_at is not None and seen_at >= self.first_sent_at:
+                kind, detail = "malformed", f"only unparsable replies: {why}"
+        return Exchange(
+            self.request, None, kind, detail, None, self.retransmissions, self.provisional
+        )
 
     def _terminate(self) -> None:
         self.state = State.TERMINATED

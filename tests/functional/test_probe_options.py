@@ -18,79 +18,79 @@ pytestmark = pytest.mark.peers
 CTX = ProbeContext(timers=Timers(t1_s=0.5))
 
 
-async def options(uri: str, **kw) -> object:
-    return await run_probe(SipOptionsSpec(uri=uri, **kw), CTX)
+async def options(run, uri: str, **kw) -> object:
+    return await run(SipOptionsSpec(uri=uri, **kw), CTX)
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_ok_against_kamailio(kam, transport):
-    r = await options(kam.uri(transport))
+async def test_ok_against_kamailio(run, kam, transport):
+    r = await options(run, kam.uri(transport))
     assert r.outcome is Outcome.OK, r
     assert (r.status_code, r.transport, r.retransmissions) == (200, transport, 0)
     assert r.rtt_ms is not None and r.rtt_ms < 1000
     assert r.resolved == f"{transport}:127.0.0.1:{getattr(kam, transport + '_port')}"
 
 
-async def test_ok_over_tls_with_ca_file_reports_expiry(kam):
-    r = await options(kam.uri("tls"), tls_ca_file=str(kam.cert_file))
+async def test_ok_over_tls_with_ca_file_reports_expiry(run, kam):
+    r = await options(run, kam.uri("tls"), tls_ca_file=str(kam.cert_file))
     assert r.outcome is Outcome.OK, r
     assert r.transport == "tls" and r.tls_not_after
     assert 0 < r.extra["tls_days_left"] <= 3  # the test cert is made for 2 days
     assert "expires in" in r.detail
 
 
-async def test_tls_error_when_certificate_not_trusted(kam):
-    r = await options(kam.uri("tls"))
+async def test_tls_error_when_certificate_not_trusted(run, kam):
+    r = await options(run, kam.uri("tls"))
     assert r.outcome is Outcome.TLS_ERROR, r
     assert "certificate" in r.detail
 
 
-async def test_tls_error_when_name_does_not_match(kam):
+async def test_tls_error_when_name_does_not_match(run, kam):
     r = await options(
-        kam.uri("tls"), tls_ca_file=str(kam.cert_file), tls_server_name="pbx.example.com"
+        run, kam.uri("tls"), tls_ca_file=str(kam.cert_file), tls_server_name="pbx.example.com"
     )
     assert r.outcome is Outcome.TLS_ERROR, r
 
 
-async def test_tls_insecure_skips_verification(kam):
-    r = await options(kam.uri("tls"), tls_verify=False)
+async def test_tls_insecure_skips_verification(run, kam):
+    r = await options(run, kam.uri("tls"), tls_verify=False)
     assert r.outcome is Outcome.OK, r
 
 
-async def test_bad_status_and_configurable_alive_codes(kam):
+async def test_bad_status_and_configurable_alive_codes(run, kam):
     kam.set_fault("OPTIONS", code=404, reason="Not Here")
-    r = await options(kam.uri("udp"))
+    r = await options(run, kam.uri("udp"))
     assert (r.outcome, r.status_code, r.reason) == (Outcome.BAD_STATUS, 404, "Not Here")
-    r = await options(kam.uri("udp"), alive_codes=("2xx", "404"))
+    r = await options(run, kam.uri("udp"), alive_codes=("2xx", "404"))
     assert r.outcome is Outcome.OK
 
 
-async def test_503_with_retry_after_is_draining_without_is_bad_status(kam):
+async def test_503_with_retry_after_is_draining_without_is_bad_status(run, kam):
     kam.set_fault("OPTIONS", code=503, reason="Maintenance", retry_after_s=30)
-    r = await options(kam.uri("udp"))
+    r = await options(run, kam.uri("udp"))
     assert (r.outcome, r.retry_after_s) == (Outcome.DRAINING, 30)
     kam.set_fault("OPTIONS", code=503, reason="Overloaded")
-    r = await options(kam.uri("udp"))
+    r = await options(run, kam.uri("udp"))
     assert (r.outcome, r.status_code) == (Outcome.BAD_STATUS, 503)
 
 
-async def test_draining_from_sipp(sipp_uas):
+async def test_draining_from_sipp(run, sipp_uas):
     peer = sipp_uas("503", transport="udp")
-    r = await options(peer.uri())
+    r = await options(run, peer.uri())
     assert r.outcome is Outcome.DRAINING and r.status_code == 503
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_ok_from_sipp(sipp_uas, transport):
+async def test_ok_from_sipp(run, sipp_uas, transport):
     peer = sipp_uas("200", transport=transport)
-    r = await options(peer.uri())
+    r = await options(run, peer.uri())
     assert r.outcome is Outcome.OK and r.transport == transport
 
 
-async def test_timeout_udp_retransmits_on_rfc_schedule(sipp_uas):
+async def test_timeout_udp_retransmits_on_rfc_schedule(run, sipp_uas):
     peer = sipp_uas("silent", transport="udp")
     started = time.monotonic()
-    r = await options(peer.uri(), timeout_s=2.0)
+    r = await options(run, peer.uri(), timeout_s=2.0)
     elapsed = time.monotonic() - started
     assert r.outcome is Outcome.TIMEOUT
     # Timer E at 0.5 s and 1.5 s, then the 2 s deadline (Timer F capped by it).
@@ -98,40 +98,40 @@ async def test_timeout_udp_retransmits_on_rfc_schedule(sipp_uas):
     assert 1.9 <= elapsed < 2.6
 
 
-async def test_timeout_tcp_never_retransmits(kam):
+async def test_timeout_tcp_never_retransmits(run, kam):
     kam.set_fault("OPTIONS", drop=True)
-    r = await options(kam.uri("tcp"), timeout_s=1.5)
+    r = await options(run, kam.uri("tcp"), timeout_s=1.5)
     assert r.outcome is Outcome.TIMEOUT and r.retransmissions == 0
 
 
-async def test_delay_below_deadline_is_ok_above_is_timeout(kam):
+async def test_delay_below_deadline_is_ok_above_is_timeout(run, kam):
     kam.set_fault("OPTIONS", delay_ms=300)
-    r = await options(kam.uri("tcp"), timeout_s=2.0)
+    r = await options(run, kam.uri("tcp"), timeout_s=2.0)
     assert r.outcome is Outcome.OK and r.rtt_ms >= 290
-    r = await options(kam.uri("tcp"), timeout_s=0.2)
+    r = await options(run, kam.uri("tcp"), timeout_s=0.2)
     assert r.outcome is Outcome.TIMEOUT
 
 
-async def test_slow_udp_answer_after_a_retransmission_is_ok(kam):
+async def test_slow_udp_answer_after_a_retransmission_is_ok(run, kam):
     """Timer E fires at 0.5 s; Kamailio's transaction absorbs the retransmission and the
     200 arrives at 0.7 s: one retransmission, RTT measured from the first send."""
     kam.set_fault("OPTIONS", delay_ms=700)
-    r = await options(kam.uri("udp"), timeout_s=2.0)
+    r = await options(run, kam.uri("udp"), timeout_s=2.0)
     assert r.outcome is Outcome.OK
     assert r.retransmissions == 1
     assert r.rtt_ms >= 690
 
 
-async def test_refused_udp_is_reported_at_once(closed_udp_port):
+async def test_refused_udp_is_reported_at_once(run, closed_udp_port):
     started = time.monotonic()
-    r = await options(f"sip:127.0.0.1:{closed_udp_port}", timeout_s=2.0)
+    r = await options(run, f"sip:127.0.0.1:{closed_udp_port}", timeout_s=2.0)
     assert r.outcome is Outcome.REFUSED, r
     assert time.monotonic() - started < 0.5  # ICMP, not a timeout
 
 
-async def test_refused_tcp_is_reported_at_once(closed_tcp_port):
+async def test_refused_tcp_is_reported_at_once(run, closed_tcp_port):
     started = time.monotonic()
-    r = await options(f"sip:127.0.0.1:{closed_tcp_port};transport=tcp", timeout_s=2.0)
+    r = await options(run, f"sip:127.0.0.1:{closed_tcp_port};transport=tcp", timeout_s=2.0)
     assert r.outcome is Outcome.REFUSED
     assert time.monotonic() - started < 0.5
 
@@ -155,13 +155,13 @@ class _Garbage(asyncio.DatagramProtocol):
 
 
 @pytest.mark.parametrize("echo", [True, False])
-async def test_malformed_reply_is_malformed_not_timeout(echo):
+async def test_malformed_reply_is_malformed_not_timeout(run, echo):
     loop = asyncio.get_running_loop()
     tx, _ = await loop.create_datagram_endpoint(lambda: _Garbage(echo), local_addr=("127.0.0.1", 0))
     port = tx.get_extra_info("sockname")[1]
     try:
         started = time.monotonic()
-        r = await options(f"sip:127.0.0.1:{port}", timeout_s=1.0)
+        r = await options(run, f"sip:127.0.0.1:{port}", timeout_s=1.0)
     finally:
         tx.close()
     assert r.outcome is Outcome.MALFORMED, r
@@ -169,7 +169,7 @@ async def test_malformed_reply_is_malformed_not_timeout(echo):
         assert time.monotonic() - started < 0.5
 
 
-async def test_malformed_on_tcp_stream():
+async def test_malformed_on_tcp_stream(run):
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(4096)
         writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
@@ -180,7 +180,7 @@ async def test_malformed_on_tcp_stream():
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        r = await options(f"sip:127.0.0.1:{port};transport=tcp", timeout_s=1.0)
+        r = await options(run, f"sip:127.0.0.1:{port};transport=tcp", timeout_s=1.0)
     assert r.outcome is Outcome.MALFORMED, r
 
 
@@ -192,24 +192,27 @@ async def test_dns_error_when_no_nameserver_answers(closed_udp_port):
     assert r.outcome is Outcome.DNS_ERROR and r.resolved == ""
 
 
-async def test_local_error_when_password_file_missing(kam, tmp_path):
-    r = await options(kam.uri("udp"), user="monitor", password_file=str(tmp_path / "missing"))
+async def test_local_error_when_password_file_missing(run, kam, tmp_path):
+    r = await options(run, kam.uri("udp"), user="monitor", password_file=str(tmp_path / "missing"))
     assert r.outcome is Outcome.LOCAL_ERROR
     assert "cannot read password file" in r.detail
 
 
 async def test_a_thousand_concurrent_probes_all_answered(kam):
     """No probe is lost when many share the event loop (aiovoip lost 99 of 1000)."""
-    results = await asyncio.gather(*(options(kam.uri("udp"), timeout_s=5.0) for _ in range(1000)))
+    spec = SipOptionsSpec(uri=kam.uri("udp"), timeout_s=5.0)
+    results = await asyncio.gather(*(run_probe(spec, CTX) for _ in range(1000)))
     outcomes = [r.outcome for r in results]
     assert outcomes.count(Outcome.OK) == 1000, {o: outcomes.count(o) for o in set(outcomes)}
 
 
-def test_no_socket_left_open_by_probes(kam):
-    """Each probe closes what it opened."""
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+async def test_no_socket_left_open_by_probes(run, kam, transport):
+    """Each probe closes what it opened, whatever the outcome."""
     import os
 
     before = len(os.listdir("/proc/self/fd"))
-    for _ in range(20):
-        asyncio.run(options(kam.uri("tcp")))
+    for _ in range(10):
+        await options(run, kam.uri(transport), tls_verify=False)
+        await options(run, kam.uri(transport))  # tls_error for TLS: not trusted
     assert len(os.listdir("/proc/self/fd")) <= before + 2

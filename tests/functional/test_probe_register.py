@@ -7,7 +7,6 @@ import subprocess
 import pytest
 
 from sipwatch.model import Outcome
-from sipwatch.probes import run_probe
 from sipwatch.probes._sip import ProbeContext
 from sipwatch.probes.sip_register import SipRegisterSpec
 
@@ -35,25 +34,26 @@ def bound(peer, user: str = "monitor") -> bool:
     return "Contact" in out or "Address" in out
 
 
-async def register(uri: str, **kw):
-    return await run_probe(SipRegisterSpec(uri=uri, **kw), CTX)
+async def register(run, uri: str, **kw):
+    return await run(SipRegisterSpec(uri=uri, **kw), CTX)
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_register_with_qop_then_unregister(kam, pwfile, transport):
-    r = await register(kam.uri(transport), password_file=pwfile("monitor-secret-1"))
+async def test_register_with_qop_then_unregister(run, kam, pwfile, transport):
+    r = await register(run, kam.uri(transport), password_file=pwfile("monitor-secret-1"))
     assert r.outcome is Outcome.OK, r
     assert r.status_code == 200 and r.detail == "registered and unregistered"
     assert not bound(kam), "the unregister (Expires: 0) must remove the binding"
 
 
-async def test_register_without_qop(kamailio_noqop, pwfile):
-    r = await register(kamailio_noqop.uri("udp"), password_file=pwfile("monitor-secret-1"))
+async def test_register_without_qop(run, kamailio_noqop, pwfile):
+    r = await register(run, kamailio_noqop.uri("udp"), password_file=pwfile("monitor-secret-1"))
     assert r.outcome is Outcome.OK, r
 
 
-async def test_keep_registration_leaves_the_binding(kam, pwfile):
+async def test_keep_registration_leaves_the_binding(run, kam, pwfile):
     r = await register(
+        run,
         kam.uri("udp"),
         password_file=pwfile("monitor-secret-1"),
         keep_registration=True,
@@ -64,51 +64,51 @@ async def test_keep_registration_leaves_the_binding(kam, pwfile):
         assert bound(kam)
     finally:
         await register(
-            kam.uri("udp"), password_file=pwfile("monitor-secret-1"), expires_s=1
+            run, kam.uri("udp"), password_file=pwfile("monitor-secret-1"), expires_s=1
         )  # registers then unregisters: cleans up
 
 
-async def test_password_from_env(kam, monkeypatch):
+async def test_password_from_env(run, kam, monkeypatch):
     monkeypatch.setenv("SIPWATCH_TEST_PW", "monitor-secret-1")
-    r = await register(kam.uri("udp"), password_env="SIPWATCH_TEST_PW")
+    r = await register(run, kam.uri("udp"), password_env="SIPWATCH_TEST_PW")
     assert r.outcome is Outcome.OK, r
 
 
-async def test_wrong_password_is_bad_status_credentials_rejected(kam, pwfile):
-    r = await register(kam.uri("udp"), password_file=pwfile("wrong"))
+async def test_wrong_password_is_bad_status_credentials_rejected(run, kam, pwfile):
+    r = await register(run, kam.uri("udp"), password_file=pwfile("wrong"))
     assert r.outcome is Outcome.BAD_STATUS and r.status_code == 401
     assert r.detail == "credentials rejected"
     assert "wrong" not in repr(r) and "wrong" not in str(r.to_dict())
 
 
-async def test_no_credentials_is_bad_status(kam):
-    r = await register(kam.uri("udp"))
+async def test_no_credentials_is_bad_status(run, kam):
+    r = await register(run, kam.uri("udp"))
     assert r.outcome is Outcome.BAD_STATUS and r.status_code == 401
     assert "no credentials" in r.detail
 
 
-async def test_register_draining(kam, pwfile):
+async def test_register_draining(run, kam, pwfile):
     kam.set_fault("REGISTER", code=503, reason="Maintenance", retry_after_s=60)
-    r = await register(kam.uri("udp"), password_file=pwfile("monitor-secret-1"))
+    r = await register(run, kam.uri("udp"), password_file=pwfile("monitor-secret-1"))
     assert r.outcome is Outcome.DRAINING and r.retry_after_s == 60
 
 
-async def test_register_timeout(kam, pwfile):
+async def test_register_timeout(run, kam, pwfile):
     kam.set_fault("REGISTER", drop=True)
-    r = await register(kam.uri("udp"), password_file=pwfile("monitor-secret-1"), timeout_s=1)
+    r = await register(run, kam.uri("udp"), password_file=pwfile("monitor-secret-1"), timeout_s=1)
     assert r.outcome is Outcome.TIMEOUT and r.retransmissions == 1
 
 
-async def test_register_refused(closed_tcp_port, pwfile):
+async def test_register_refused(run, closed_tcp_port, pwfile):
     r = await register(
-        f"sip:monitor@127.0.0.1:{closed_tcp_port};transport=tcp", password_file=pwfile("x")
+        run, f"sip:monitor@127.0.0.1:{closed_tcp_port};transport=tcp", password_file=pwfile("x")
     )
     assert r.outcome is Outcome.REFUSED
 
 
-async def test_register_local_error_when_env_missing(kam, monkeypatch):
+async def test_register_local_error_when_env_missing(run, kam, monkeypatch):
     monkeypatch.delenv("SIPWATCH_NOPE", raising=False)
-    r = await register(kam.uri("udp"), password_env="SIPWATCH_NOPE")
+    r = await register(run, kam.uri("udp"), password_env="SIPWATCH_NOPE")
     assert r.outcome is Outcome.LOCAL_ERROR and "SIPWATCH_NOPE" in r.detail
 
 

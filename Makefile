@@ -1,0 +1,58 @@
+# sipwatch — two entry points matter: `make demo` and `make test` (see README).
+# Both work on a fresh Debian 12 machine: they install the system packages they need
+# (as root, or through sudo), create .venv and install the project into it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+APT_PACKAGES := kamailio kamailio-tls-modules sip-tester sipsak dnsmasq-base iproute2 \
+                openssl ca-certificates python3-venv procps
+# binaries whose absence means the apt step must run
+NEEDED_BINARIES := kamailio kamcmd sipp sipsak dnsmasq ip openssl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system-packages venv demo test unit lint bench clean
+
+setup: system-packages venv
+
+system-packages:
+	@missing=""; for b in $(NEEDED_BINARIES); do \
+	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ] || ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
+	  echo "== installing system packages (missing:$$missing)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(APT_PACKAGES) >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@echo "== creating $(VENV) and installing sipwatch with its test extras"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/sipwatch demo
+
+# pytest exits 5 when it collected no test: that is a failure here, not a pass.
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+lint: venv
+	$(VENV)/bin/ruff check sipwatch tests bench
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/engine.py
+	$(PY) bench/oneshot.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,182 @@
+"""Engine throughput: OPTIONS transactions per second from one sipwatch process, many in
+flight, against sipp as a UAC — both against the same Kamailio, in the same run.
+
+    python bench/engine.py [--count 10000] [--window 200] [--json bench/results/engine.json]
+
+Reports each transport's rate for sipwatch and for sipp and the ratio (sipwatch / sipp).
+Also the 1,000-concurrent-probes check: 1,000 full `sip_options` probes at once, all
+answered. Loopback only; every process it starts is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sipwatch.model import Outcome
+from sipwatch.probes import run_probe
+from sipwatch.probes._sip import ProbeContext
+from sipwatch.probes.sip_options import SipOptionsSpec
+from sipwatch.sip.client import SipConnection, new_call_id, new_tag
+from sipwatch.sip.message import build_request
+from sipwatch.sip.transaction import new_branch
+from sipwatch.testbed import start_kamailio
+
+HERE = Path(__file__).parent
+
+
+async def sipwatch_rate(
+    host: str, port: int, transport: str, count: int, window: int
+) -> dict[str, float]:
+    conn = await SipConnection.open(transport, host, port, timeout_s=5)
+    sem = asyncio.Semaphore(window)
+    ok = failed = retrans = 0
+    call_tag = new_tag()
+
+    async def one(i: int) -> None:
+        nonlocal ok, failed, retrans
+        async with sem:
+            req = build_request(
+                "OPTIONS",
+                f"sip:bench@{host}:{port}",
+                transport=transport,
+                local=conn.local,
+                from_uri=f"sip:sipwatch@{host}",
+                to_uri=f"sip:bench@{host}",
+                call_id=new_call_id(),
+                from_tag=call_tag,
+                cseq=1,
+                branch=new_branch(),
+            )
+            loop = asyncio.get_running_loop()
+            ex = await conn.transact(req, deadline=loop.time() + 10)
+            retrans += ex.retransmissions
+            if ex.response is not None and ex.response.status_code == 200:
+                ok += 1
+            else:
+                failed += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return {
+        "rate": ok / elapsed,
+        "ok": ok,
+        "failed": failed,
+        "retransmissions": retrans,
+        "seconds": elapsed,
+    }
+
+
+def sipp_rate(
+    host: str, port: int, transport: str, count: int, window: int, workdir: Path
+) -> dict[str, float]:
+    stat = workdir / f"sipp_{transport}"
+    cmd = [
+        "sipp",
+        "-sf",
+        str(HERE / "sipp_options_uac.xml"),
+        f"{host}:{port}",
+        "-m",
+        str(count),
+        "-r",
+        "100000",
+        "-l",
+        str(window),
+        "-nostdin",
+        "-i",
+        host,
+        "-t",
+        "u1" if transport == "udp" else "t1",
+        "-timeout",
+        "60s",
+        "-trace_stat",
+        "-stf",
+        str(stat),
+        "-fd",
+        "1",
+    ]
+    started = time.perf_counter()
+    with open(workdir / f"sipp_{transport}.screen", "wb") as screen:
+        proc = subprocess.Popen(
+            cmd, stdout=screen, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
+        )
+        try:
+            proc.wait(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    elapsed = time.perf_counter() - started
+    text = stat.read_text() if stat.exists() else ""
+    rows = [r.split(";") for r in text.splitlines() if r.strip()]
+    ok = failed = 0
+    if len(rows) >= 2:
+        head, last = rows[0], rows[-1]
+        ok = int(last[head.index("SuccessfulCall(C)")])
+        failed = int(last[head.index("FailedCall(C)")])
+    return {
+        "rate": ok / elapsed,
+        "ok": ok,
+        "failed": failed,
+        "seconds": elapsed,
+        "exit": proc.returncode,
+    }
+
+
+async def thousand(host: str, port: int) -> dict[str, int]:
+    ctx = ProbeContext()
+    spec = SipOptionsSpec(uri=f"sip:{host}:{port}", timeout_s=10)
+    results = await asyncio.gather(*(run_probe(spec, ctx) for _ in range(1000)))
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[str(r.outcome)] = counts.get(str(r.outcome), 0) + 1
+    return counts
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=10000)
+    ap.add_argument("--window", type=int, default=200)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    out: dict[str, object] = {"count": args.count, "window": args.window}
+    with tempfile.TemporaryDirectory(prefix="sipwatch-bench-") as tmp:
+        work = Path(tmp)
+        kam = start_kamailio(work / "kam", tls=False)
+        try:
+            for transport in ("udp", "tcp"):
+                port = kam.port(transport)
+                # warm-up, then interleave the two clients so drift hits both alike
+                asyncio.run(sipwatch_rate(kam.host, port, transport, 500, args.window))
+                ours = asyncio.run(
+                    sipwatch_rate(kam.host, port, transport, args.count, args.window)
+                )
+                base = sipp_rate(kam.host, port, transport, args.count, args.window, work)
+                ratio = ours["rate"] / base["rate"] if base["rate"] else float("nan")
+                out[transport] = {"sipwatch": ours, "sipp": base, "ratio": ratio}
+                print(
+                    f"{transport}: sipwatch {ours['rate']:8.0f}/s "
+                    f"(ok {ours['ok']:.0f}, failed {ours['failed']:.0f}, retrans "
+                    f"{ours['retransmissions']:.0f})  sipp {base['rate']:8.0f}/s (ok "
+                    f"{base['ok']:.0f}, failed {base['failed']:.0f})  ratio {ratio:.2f}x"
+                )
+            counts = asyncio.run(thousand(kam.host, kam.port("udp")))
+            out["concurrent_1000"] = counts
+            print(f"1000 concurrent sip_options probes: {counts}")
+        finally:
+            kam.stop()
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0 if out.get("concurrent_1000", {}).get(str(Outcome.OK)) == 1000 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Blocking SIP transports and a blocking transaction driver, without asyncio.
+
+Owns: the socket helpers both drivers share (connected UDP sockets, TLS contexts, mapping
+socket errors onto outcome kinds) and `BlockingConnection`, which runs the same sans-IO
+transactions and flows as `client.SipConnection` with plain sockets and `select`. It exists
+for one thing: the one-shot `sipwatch probe` is timed against `sipsak -s`, and importing
+asyncio alone costs more than sipsak's whole run. Must not know: probes or outcomes.
+
+Socket code lives here and in `transport.py` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import re
+import select
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sipwatch.errors import SipParseError, TransportError
+from sipwatch.sip.flows import Flow, NewDeadline
+from sipwatch.sip.message import (
+    MAX_MESSAGE_SIZE,
+    Message,
+    Request,
+    Response,
+    StreamFramer,
+    parse_message,
+)
+from sipwatch.sip.transaction import ClientTransaction, Exchange, Timers
+
+if TYPE_CHECKING:
+    import ssl
+
+T = TypeVar("T")
+
+RELIABLE = {"udp": False, "tcp": True, "tls": True}
+UDP_RCVBUF = 1 << 20
+BRANCH_IN_BYTES = re.compile(rb"branch=(z9hG4bK[A-Za-z0-9\-.!%*_+`'~]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    verify: bool = True  # verify the peer certificate and its name; on by default
+    ca_file: str | None = None  # PEM bundle; None = the system trust store
+    server_name: str | None = None  # SNI and the name checked; default: the URI's host
+    cert_file: str | None = None  # client certificate (mutual TLS), optional
+    key_file: str | None = None
+
+
+def classify_os_error(exc: OSError) -> tuple[str, str]:
+    """Map a socket error to (outcome kind, detail) once, here at the edge."""
+    code = exc.errno
+    name = errno.errorcode.get(code or 0, "")
+    if isinstance(exc, ConnectionRefusedError | ConnectionResetError) or code in (
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+    ):
+        return "refused", f"connection refused ({name or type(exc).__name__})"
+    if code in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN):
+        return "unreachable", f"{exc.strerror or name} ({name})"
+    if code in (
+        errno.EACCES,
+        errno.EPERM,
+        errno.EADDRNOTAVAIL,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.EAFNOSUPPORT,
+        errno.EINVAL,
+    ):
+        return "local_error", f"local socket error: {exc.strerror or name} ({name})"
+    if isinstance(exc, TimeoutError):
+        return "timeout", "connect timed out"
+    return "refused", f"{exc.strerror or exc} ({name or type(exc).__name__})"
+
+
+def icmp_detail(kind: str, detail: str) -> str:
+    return "ICMP port unreachable: nothing listens on the port" if kind == "refused" else detail
+
+
+def udp_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket connected to host:port, so ICMP errors reach us."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        # Small datagrams cost ~2 KiB of buffer each in the kernel's accounting: the default
+        # buffer holds only ~100 answers, too few when many transactions share the socket.
+        # Capped by net.core.rmem_max.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+        sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def make_tls_context(opts: TlsOptions) -> ssl.SSLContext:
+    import ssl
+
+    try:
+        ctx = ssl.create_default_context(cafile=opts.ca_file)
+        if opts.cert_file:
+            ctx.load_cert_chain(opts.cert_file, opts.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise TransportError("local_error", f"cannot load TLS files: {exc}") from exc
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not opts.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def peer_not_after(cert: Any) -> str | None:
+    """notAfter of a verified peer certificate (Python only decodes verified ones)."""
+    if isinstance(cert, dict) and "notAfter" in cert:
+        return str(cert["notAfter"])
+    return None
+
+
+def tls_error(exc: Exception) -> TransportError:
+    import ssl
+
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or exc.reason
+        return TransportError("tls_error", f"certificate verification failed: {why}")
+    if isinstance(exc, ssl.SSLError):
+        return TransportError("tls_error", f"TLS handshake failed: {exc.reason or exc}")
+    kind, detail = classify_os_error(exc) if isinstance(exc, OSError) else ("tls_error", str(exc))
+    return TransportError(kind, detail)
+
+
+class BlockingConnection:
+    """One connected transport driven with select(): one transaction at a time."""
+
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int,
+        *,
+        timeout_s: float,
+        timers: Timers | None = None,
+        tls: TlsOptions | None = None,
+        server_name: str | None = None,
+        max_size: int = MAX_MESSAGE_SIZE,
+    ) -> None:
+        if transport not in RELIABLE:
+            raise TransportError("local_error", f"unsupported transport {transport!r}")
+        self.name = transport
+        self.reliable = RELIABLE[transport]
+        self.timers = timers or Timers()
+        self.max_size = max_size
+        self.peer_cert_not_after: str | None = None
+        self.last_malformed: tuple[float, str] | None = None
+        self._framer = StreamFramer(max_size=max_size)
+        self._dead: tuple[str, str] | None = None
+        # What a non-blocking read raises when no full record is there yet (TLS adds its
+        # own "want read/write" errors to BlockingIOError).
+        self._not_ready: tuple[type[BaseException], ...] = (BlockingIOError, InterruptedError)
+        self._sock = self._open(transport, host, port, timeout_s, tls, server_name)
+        self.local: tuple[str, int] = self._sock.getsockname()[:2]
+
+    def _open(
+        self,
+        transport: str,
+        host: str,
+        port: int,
+        timeout_s: float,
+        tls: TlsOptions | None,
+        server_name: str | None,
+    ) -> socket.socket:
+        try:
+            if transport == "udp":
+                return udp_socket(host, port)
+            sock = socket.create_connection((host, port), timeout=timeout_s)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except TimeoutError as exc:
+            raise TransportError(
+                "timeout", f"{transport} connect to {host}:{port} timed out"
+            ) from exc
+        except OSError as exc:
+            raise TransportError(*classify_os_error(exc)) from exc
+        if transport == "tls":
+            opts = tls or TlsOptions()
+            try:
+                ctx = make_tls_context(opts)
+                wrapped = ctx.wrap_socket(
+                    sock, server_hostname=opts.server_name or server_name or host
+                )
+            except TransportError:
+                sock.close()
+                raise
+            except (OSError, ValueError) as exc:
+                sock.close()
+                raise tls_error(exc) from exc
+            self.peer_cert_not_after = peer_not_after(wrapped.getpeercert())
+            import ssl
+
+            self._not_ready += (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+            sock = wrapped
+        sock.setblocking(False)
+        return sock
+
+    @property
+    def transport_name(self) -> str:
+        return self.name
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def run(self, flow: Flow[T], *, deadline: float) -> T:
+        """Drive a flow to its end; `deadline` is time.monotonic() time."""
+        try:
+            item = next(flow)
+            while True:
+                if isinstance(item, NewDeadline):
+                    deadline = time.monotonic() + item.budget_s
+                    item = flow.send(None)
+                else:
+                    item = flow.send(self.transact(item, deadline=deadline))
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+    def transact(self, request: Request, *, deadline: float) -> Exchange:
+        tx = ClientTransaction(request, self.reliable, self.timers, deadline)
+        if self._dead is not None:
+            return Exchange(request, None, self._dead[0], self._dead[1], None, 0)
+        failure: tuple[str, str] | None = None
+        self._send(tx.start(time.monotonic()), tx)
+        while not tx.done:
+            when = tx.next_timer()
+            assert when is not None  # an unfinished transaction always has Timer F
+            wait = max(0.0, when - time.monotonic())
+            pending = getattr(self._sock, "pending", lambda: 0)()  # TLS may hold read bytes
+            readable = pending or select.select([self._sock], [], [], wait)[0]
+            if not readable:
+                data = tx.on_timer(time.monotonic())
+                if data is not None:
+                    self._send(data, tx)
+                continue
+            failure = self._receive(tx)
+        return tx.exchange(failure, self.last_malformed)
+
+    def _send(self, data: bytes, tx: ClientTransaction) -> None:
+        try:
+            self._sock.sendall(data) if self.reliable else self._sock.send(data)
+        except self._not_ready:
+            pass  # a full buffer is a lost datagram; Timer E (UDP) recovers
+        except OSError as exc:
+            self._fail(tx, *classify_os_error(exc))
+
+    def _fail(self, tx: ClientTransaction, kind: str, detail: str) -> tuple[str, str]:
+        if self.name == "udp":
+            detail = icmp_detail(kind, detail)
+        else:
+            self._dead = (kind, detail)
+        tx.on_transport_error(detail)
+        return kind, detail
+
+    def _receive(self, tx: ClientTransaction) -> tuple[str, str] | None:
+        try:
+            data = self._sock.recv(self.max_size + 1 if self.name == "udp" else 65536)
+        except self._not_ready:
+            return None
+        except OSError as exc:
+            return self._fail(tx, *classify_os_error(exc))
+        if self.name == "udp":
+            if not data.strip(b"\r\n"):
+                return None
+            try:
+                messages: list[Message] = [parse_message(data, max_size=self.max_size)]
+            except SipParseError as exc:
+                self.last_malformed = (time.monotonic(), str(exc))
+                found = BRANCH_IN_BYTES.search(data[:4096])
+                if found and found.group(1).decode() == tx.branch:
+                    return self._fail(tx, "malformed", f"unparsable reply: {exc}")
+                return None
+        else:
+            if not data:
+                return self._fail(tx, "refused", "connection closed by the peer")
+            try:
+                messages = self._framer.feed(data)
+            except SipParseError as exc:
+                return self._fail(tx, "malformed", f"malformed message on stream: {exc}")
+        for message in messages:
+            if isinstance(message, Response) and tx.matches(message):
+                tx.on_response(message, time.monotonic())
+        return None

@@ -11,7 +11,7 @@ APT_PACKAGES := kamailio kamailio-tls-modules sip-tester sipsak dnsmasq-base ipr
 NEEDED_BINARIES := kamailio kamcmd sipp sipsak dnsmasq ip openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages venv demo test unit lint bench clean
+.PHONY: setup system-packages venv bytecode demo test unit lint bench clean
 
 setup: system-packages venv
 
@@ -29,10 +29,15 @@ $(VENV)/.installed: pyproject.toml
 	@echo "== creating $(VENV) and installing sipwatch with its test extras"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
 	@touch $@
 
-venv: $(VENV)/.installed
+# Byte-compile the package: with PYTHONDONTWRITEBYTECODE set (as on CI machines) Python
+# would otherwise recompile every module on every one-shot `sipwatch probe`.
+bytecode: $(VENV)/.installed
+	@$(PY) -m compileall -q sipwatch
+
+venv: $(VENV)/.installed bytecode
 
 demo: setup
 	$(VENV)/bin/sipwatch demo

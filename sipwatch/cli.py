@@ -98,7 +98,21 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start a local Kamailio PBX and probe it")
     demo.add_argument("--rundir", help="where to keep the PBX's files (default: a temp dir)")
+    for name in _COMMANDS:
+        _command(name).configure(sub)
     return parser
+
+
+#: Further subcommands, one module each under sipwatch/commands/, with
+#: `configure(subparsers)` and `run(args) -> int`. Keep their top-level imports light:
+#: the parser is built on every run, `sipwatch probe` included.
+_COMMANDS: tuple[str, ...] = ()
+
+
+def _command(name: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"sipwatch.commands.{name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             from sipwatch.testbed.demo import run_demo
 
             return int(run_demo(args.rundir))
+        if args.command in _COMMANDS:
+            return int(_command(args.command).run(args))
     except KeyboardInterrupt:
         return 130
     return EXIT_LOCAL  # pragma: no cover - argparse requires a command

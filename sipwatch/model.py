@@ -28,6 +28,9 @@ class Outcome(enum.StrEnum):
     TLS_ERROR = "tls_error"  # TLS handshake or certificate verification failed
     MALFORMED = "malformed"  # the peer sent bytes that are not a valid SIP response
     DNS_ERROR = "dns_error"  # RFC 3263 resolution found no usable target
+    DOWN = "down"  # the thing checked is absent: process not running, VIP not held here
+    HUNG = "hung"  # present but frozen: every process of the group stopped (T) or zombie
+    DEGRADED = "degraded"  # works, but redundancy is lost (e.g. DRBD peer disconnected)
     LOCAL_ERROR = "local_error"  # sipwatch could not probe: never the peer's fault
 
     @property
@@ -61,12 +64,21 @@ class ProbeResult:
     # When RFC 3263 gave several targets, each one's own result; the fields above then
     # describe the target a user agent would have ended up using (see sipwatch.probes).
     targets: tuple[ProbeResult, ...] = ()
+    # What the observation is about: "node" (this node serves or not) or "remote" (a server
+    # reached through the VIP is down: a finding about that server, not this node, unless
+    # the policy says so).
+    scope: str = "node"
+    # True when this observation alone means the node must not run or take over the PBX
+    # resource (PBX not running, DRBD disk not UpToDate), whatever other probes say.
+    blocks_takeover: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.outcome, Outcome):
             raise TypeError(f"outcome must be an Outcome, not {self.outcome!r}")
         if self.rtt_ms is not None and self.rtt_ms < 0:
             raise ValueError("rtt_ms must be >= 0")
+        if self.scope not in ("node", "remote"):
+            raise ValueError(f"scope must be 'node' or 'remote', not {self.scope!r}")
 
     @property
     def alive(self) -> bool:
@@ -77,3 +89,36 @@ class ProbeResult:
         data["outcome"] = str(self.outcome)
         data["targets"] = [t.to_dict() for t in self.targets]
         return data
+
+
+class Verdict(enum.StrEnum):
+    """The node's health as published to Pacemaker (`#health-sipwatch`) and load balancers."""
+
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a verdict is what it is: which probe, which outcome, since when (monotonic s)."""
+
+    probe: str
+    outcome: str
+    since_s: float | None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the policy engine concluded at `at_s` (monotonic seconds)."""
+
+    verdict: Verdict
+    score: int  # 0-100, 100 = fully healthy
+    reasons: tuple[Reason, ...] = ()
+    eligible: bool = True  # may this node run / take over the PBX resource?
+    at_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.score <= 100:
+            raise ValueError("score must be within 0-100")

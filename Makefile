@@ -6,9 +6,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := kamailio kamailio-tls-modules sip-tester sipsak dnsmasq-base iproute2 \
-                openssl ca-certificates python3-venv procps
+                openssl ca-certificates python3-venv procps \
+                pacemaker pacemaker-cli-utils corosync resource-agents crmsh libxml2-utils
 # binaries whose absence means the apt step must run
-NEEDED_BINARIES := kamailio kamcmd sipp sipsak dnsmasq ip openssl
+NEEDED_BINARIES := kamailio kamcmd sipp sipsak dnsmasq ip openssl crm_simulate cibadmin \
+                   crm_attribute ocf-tester xmllint
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages venv bytecode demo test unit lint bench clean

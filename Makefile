@@ -7,10 +7,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := kamailio kamailio-tls-modules sip-tester sipsak dnsmasq-base iproute2 \
                 openssl ca-certificates python3-venv procps \
-                pacemaker pacemaker-cli-utils corosync resource-agents crmsh libxml2-utils
+                pacemaker pacemaker-cli-utils corosync resource-agents crmsh libxml2-utils \
+                podman buildah mmdebstrap catatonit
 # binaries whose absence means the apt step must run
 NEEDED_BINARIES := kamailio kamcmd sipp sipsak dnsmasq ip openssl crm_simulate cibadmin \
-                   crm_attribute ocf-tester xmllint
+                   crm_attribute ocf-tester xmllint podman buildah mmdebstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages venv bytecode demo test unit lint bench clean
@@ -63,3 +64,18 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# Container image (Dockerfile) on a local Debian 12 base made by deploy/build-base-image
+# (mmdebstrap + podman import, cached): no registry needed. Root, and the apt packages
+# podman buildah mmdebstrap. The CA bundle is a build secret for pip behind a TLS proxy.
+IMAGE ?= localhost/sipwatch:latest
+.PHONY: image image-test
+image:
+	@base=$$(bash deploy/build-base-image) && ca=/etc/ssl/certs/ca-certificates.crt && \
+	secret=$$( [ -s $$ca ] && echo "--secret id=build-ca,src=$$ca" || true ) && \
+	podman build --isolation chroot --pull=never --format docker --build-arg BASE=$$base \
+	  $$secret -t $(IMAGE) .
+
+# The image, compose.yaml and the systemd unit, as CI tests them.
+image-test: venv
+	$(PY) -m pytest tests/container -m container -q

@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 #: Further subcommands, one module each under sipwatch/commands/, with
 #: `configure(subparsers)` and `run(args) -> int`. Keep their top-level imports light:
 #: the parser is built on every run, `sipwatch probe` included.
-_COMMANDS: tuple[str, ...] = ()
+_COMMANDS: tuple[str, ...] = ("check", "ocf", "cluster", "run")
 
 
 def _command(name: str) -> Any:

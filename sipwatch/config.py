@@ -22,13 +22,28 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from sipwatch.cluster.settings import ClusterSettings
 from sipwatch.errors import ConfigError
 from sipwatch.probes._sip import ProbeContext
+from sipwatch.probes.drbd import DrbdSpec
+from sipwatch.probes.from_vip import FromVipSpec
+from sipwatch.probes.pbx_process import PbxProcessSpec
 from sipwatch.probes.sip_options import SipOptionsSpec
 from sipwatch.probes.sip_register import SipRegisterSpec
+from sipwatch.probes.via_vip import ViaVipSipSpec
+from sipwatch.probes.vip import VipSpec
 from sipwatch.sip.transaction import Timers
 
-ProbeSpec = Annotated[SipOptionsSpec | SipRegisterSpec, Field(discriminator="kind")]
+ProbeSpec = Annotated[
+    SipOptionsSpec
+    | SipRegisterSpec
+    | ViaVipSipSpec
+    | FromVipSpec
+    | PbxProcessSpec
+    | VipSpec
+    | DrbdSpec,
+    Field(discriminator="kind"),
+]
 
 
 class SipSettings(BaseModel):
@@ -55,6 +70,19 @@ class DnsSettings(BaseModel):
     prefer_ipv6: bool = False
 
 
+class DaemonSettings(BaseModel):
+    """`sipwatch run`: the HTTP endpoint and how much history the daemon keeps."""
+
+    model_config = ConfigDict(extra="forbid")
+    http_host: str = Field("127.0.0.1", description="bind address of the HTTP endpoint")
+    http_port: int = Field(9160, ge=0, lt=65536, description="0 disables the endpoint")
+    ready_when_yellow: bool = Field(False, description="/readyz answers 200 on yellow too")
+    jitter: float = Field(0.1, ge=0, le=0.5, description="intervals stretched by up to this")
+    history: int = Field(50, ge=1, le=10000)
+    failure_history: int = Field(200, ge=1, le=10000)
+    shutdown_timeout_s: float = Field(10.0, gt=0, le=120)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SIPWATCH_", env_nested_delimiter="__", extra="forbid"
@@ -63,6 +91,11 @@ class Settings(BaseSettings):
     dns: DnsSettings = Field(default_factory=lambda: DnsSettings())
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
+    # A shipped policy's name (policies/NAME.toml, looked up like probe sets) or a path;
+    # a relative path is taken from the config file's directory (sipwatch.policy.load).
+    policy: str = Field("default", min_length=1)
+    daemon: DaemonSettings = Field(default_factory=lambda: DaemonSettings())
+    cluster: ClusterSettings = Field(default_factory=lambda: ClusterSettings())
     probes: list[ProbeSpec] = Field(default_factory=list)
 
     @field_validator("probes")
@@ -111,14 +144,23 @@ def catalog_dirs(kind: str) -> list[Path]:
     return dirs
 
 
+def _exists(path: Path) -> bool:
+    """exists() that treats an unreadable directory as "not here" instead of raising
+    PermissionError (e.g. /etc/sipwatch unreadable to the unprivileged container user)."""
+    try:
+        return path.is_file() or path.exists()
+    except OSError:
+        return False
+
+
 def find_config(name_or_path: str | Path, kind: str = "probes") -> Path:
     """A path as given if it exists or looks like a path; else `NAME.toml` in the catalog."""
     path = Path(name_or_path)
-    if path.exists() or path.suffix or len(path.parts) > 1:
+    if path.suffix or len(path.parts) > 1 or _exists(path):
         return path
     for folder in catalog_dirs(kind):
         candidate = folder / f"{path.name}.toml"
-        if candidate.is_file():
+        if _exists(candidate):
             return candidate
     where = ", ".join(str(d) for d in catalog_dirs(kind))
     raise ConfigError(f"no {kind} set named {path.name!r} (looked in {where})")

@@ -3,6 +3,8 @@
     SipwatchError
     ├── ConfigError            bad config file, bad env override, bad CLI value (local error)
     ├── SecretError            a password file or env var that cannot be read (local error)
+    ├── ClusterError           a Pacemaker tool failed, hung or printed garbage (sipwatch.cluster;
+    │                          the agents turn it into a failed ActionResult, never raise it)
     └── SipError
         ├── SipParseError      bytes that are not a valid SIP message (remote's fault)
         ├── SipUriError        a URI that is not a valid SIP/SIPS URI
@@ -28,6 +30,16 @@ class ConfigError(SipwatchError):
 
 class SecretError(SipwatchError):
     """A secret (password file or env var) is missing or unreadable. Never holds the secret."""
+
+
+class ClusterError(SipwatchError):
+    """A Pacemaker command-line tool failed, timed out or printed something unparseable.
+
+    `summary` names the tool and what went wrong, never its argv or output in full."""
+
+    def __init__(self, summary: str) -> None:
+        super().__init__(summary)
+        self.summary = summary
 
 
 class SipError(SipwatchError):

@@ -38,6 +38,12 @@ class Outcome(enum.StrEnum):
         return self is Outcome.OK
 
 
+#: The ProbeResult.extra key a probe sets, to the missing binary's name (e.g. "drbdsetup"),
+#: when it could not run because a required tool is not installed. Pair it with outcome
+#: local_error. `sipwatch check` exits 5 (OCF_ERR_INSTALLED) when any result carries it.
+EXTRA_MISSING_TOOL = "missing_tool"
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     """One observation of one target by one probe. A value: probes return it, never raise.
@@ -101,12 +107,20 @@ class Verdict(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """Why a verdict is what it is: which probe, which outcome, since when (monotonic s)."""
+    """Why a verdict is what it is: which probe, which outcome, since when (monotonic s).
+
+    `outcome` is an Outcome value, or "slow" (smoothed RTT above the policy's threshold).
+    `effect` is what this reason did to the verdict: "red", "yellow" or "none" (reported
+    only). `local` flags a local_error: sipwatch could not probe, and that never counts
+    toward failover (effect "none"), however loudly it is reported.
+    """
 
     probe: str
     outcome: str
     since_s: float | None
     detail: str = ""
+    effect: str = "none"
+    local: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +132,15 @@ class Decision:
     reasons: tuple[Reason, ...] = ()
     eligible: bool = True  # may this node run / take over the PBX resource?
     at_s: float = 0.0
+    # Is this node the active one (policy `active_when`)? On a standby, probes of a service
+    # that runs only on the active node are reported but not judged.
+    active: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.score <= 100:
             raise ValueError("score must be within 0-100")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = str(self.verdict)
+        return data

@@ -25,6 +25,11 @@ ProbeFn = Callable[[Any, ProbeContext], Awaitable[ProbeResult]]
 _KINDS: dict[str, tuple[str, str]] = {
     "sip_options": ("sipwatch.probes.sip_options", "SipOptionsSpec"),
     "sip_register": ("sipwatch.probes.sip_register", "SipRegisterSpec"),
+    "via_vip_sip": ("sipwatch.probes.via_vip", "ViaVipSipSpec"),
+    "from_vip": ("sipwatch.probes.from_vip", "FromVipSpec"),
+    "pbx_process": ("sipwatch.probes.pbx_process", "PbxProcessSpec"),
+    "vip": ("sipwatch.probes.vip", "VipSpec"),
+    "drbd": ("sipwatch.probes.drbd", "DrbdSpec"),
 }
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sipwatch.errors import ConfigError, SecretError, SipError, SipUriError, TransportError
 from sipwatch.model import Outcome, ProbeResult
+from sipwatch.probes._memory import ProbeMemory
 from sipwatch.sip.blocking import TlsOptions
 from sipwatch.sip.flows import Flow
 from sipwatch.sip.target import Target
@@ -60,7 +61,7 @@ class SipProbeSpec:
     uri: str
     kind: str = ""
     name: str = ""
-    transport: str | None = None  # overrides the URI's transport parameter
+    transport: str | None = None  # overrides the URI's (and outbound_proxy's) transport
     timeout_s: float = 2.0  # the probe deadline; Timer F is min(64*T1, this)
     interval_s: float = 5.0  # how often the daemon runs it
     alive_codes: tuple[str, ...] = ("2xx",)
@@ -71,8 +72,14 @@ class SipProbeSpec:
     tls_verify: bool = True
     tls_ca_file: str | None = None
     tls_server_name: str | None = None
+    # Send to this SIP URI (e.g. the VIP) instead of the Request-URI's host, with a
+    # `Route: <outbound_proxy;lr>` header (RFC 3261 §8.1.2, a preloaded route set).
+    outbound_proxy: str | None = None
+    # Bind the probe's socket to this local IP first (e.g. the VIP as source address).
+    source_address: str | None = None
     parsed_uri: SipUri = field(init=False, repr=False, compare=False)
     alive: frozenset[int] = field(init=False, repr=False, compare=False)
+    parsed_proxy: SipUri | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         try:
@@ -97,10 +104,55 @@ class SipProbeSpec:
             raise ValueError("give password_file or password_env, not both")
         if (self.password_file or self.password_env) and not (self.user or uri.user):
             raise ValueError("a password needs a user (or a user part in the URI)")
+        proxy = None
+        if self.outbound_proxy is not None:
+            try:
+                proxy = parse_uri(self.outbound_proxy)
+            except SipUriError as exc:
+                raise ValueError(f"outbound_proxy: {exc}") from None
+            if uri.scheme == "sips" and proxy.scheme != "sips":
+                raise ValueError("a sips: URI needs a sips: outbound_proxy (RFC 3261 §26.2)")
+            if self.transport is not None:  # `transport` names how we reach the next hop
+                params = tuple(p for p in proxy.params if p[0].lower() != "transport")
+                proxy = SipUri(
+                    proxy.host,
+                    proxy.scheme,
+                    proxy.user,
+                    proxy.port,
+                    (*params, ("transport", self.transport.lower())),
+                )
+        if self.source_address is not None:
+            import ipaddress
+
+            try:
+                ipaddress.ip_address(self.source_address)
+            except ValueError:
+                raise ValueError(
+                    f"source_address {self.source_address!r} is not an IP address"
+                ) from None
         object.__setattr__(self, "parsed_uri", uri)
+        object.__setattr__(self, "parsed_proxy", proxy)
         object.__setattr__(self, "alive", parse_code_ranges(self.alive_codes))
         if not self.name:
             object.__setattr__(self, "name", f"{self.kind}:{uri}")
+
+    @property
+    def next_hop(self) -> SipUri:
+        """Where requests are sent: the outbound proxy when set, else the URI itself."""
+        return self.parsed_proxy or self.parsed_uri
+
+    @property
+    def local_addr(self) -> tuple[str, int] | None:
+        return (self.source_address, 0) if self.source_address else None
+
+    def route_headers(self) -> tuple[tuple[str, str], ...]:
+        """`Route: <proxy;lr>` when an outbound proxy is set (RFC 3261 §8.1.2, §16.12)."""
+        proxy = self.parsed_proxy
+        if proxy is None:
+            return ()
+        params = tuple(p for p in proxy.params if p[0].lower() != "lr")
+        route = SipUri(proxy.host, proxy.scheme, proxy.user, proxy.port, (*params, ("lr", None)))
+        return (("Route", f"<{route}>"),)
 
     def credentials(self) -> Credentials | None:
         """Read the password now (so a rotated file is picked up). Raises SecretError."""
@@ -131,11 +183,14 @@ class SipProbeSpec:
 
 @dataclass(frozen=True, slots=True)
 class ProbeContext:
-    """What a probe gets besides its spec: protocol timers, DNS settings, identity."""
+    """What a probe gets besides its spec: protocol timers, DNS settings, identity, and the
+    memory the caller keeps between runs (the daemon keeps one for its life; a one-shot run
+    starts empty)."""
 
     timers: Timers = field(default_factory=Timers)
     resolver: ResolverConfig | None = None
     user_agent: str = "sipwatch"
+    memory: ProbeMemory = field(default_factory=ProbeMemory, compare=False, repr=False)
 
 
 def literal_target(uri: SipUri) -> Target | None:
@@ -216,7 +271,7 @@ async def probe_targets(
     import asyncio
 
     try:
-        targets = await asyncio.wait_for(resolve_targets(spec.parsed_uri, ctx), spec.timeout_s)
+        targets = await asyncio.wait_for(resolve_targets(spec.next_hop, ctx), spec.timeout_s)
     except TimeoutError:
         return base_result(
             spec,
@@ -289,7 +344,8 @@ async def _one_target(
             tls=_tls(spec),
             # RFC 5922 §4: the certificate must match the domain of the URI, not the
             # SRV target's name (which DNS, not the operator, chose).
-            server_name=spec.parsed_uri.host,
+            server_name=spec.next_hop.host,
+            local_addr=spec.local_addr,
         )
     except TransportError as exc:
         return _connect_failed(spec, method, target, exc, loop.time() - started)
@@ -300,6 +356,7 @@ async def _one_target(
         result = _local_failure(spec, method, target, exc)
     finally:
         conn.close()
+    result = with_source(spec, result, conn.local)
     return with_tls_expiry(result, conn.transport.peer_cert_not_after)
 
 
@@ -308,7 +365,7 @@ def probe_blocking(
 ) -> ProbeResult | None:
     """The same probe without asyncio, for one-shot CLI runs. Only for IP-literal URIs
     (no DNS): returns None when the URI needs resolving."""
-    target = literal_target(spec.parsed_uri)
+    target = literal_target(spec.next_hop)
     if target is None:
         return None
     from sipwatch.sip.blocking import BlockingConnection
@@ -322,7 +379,8 @@ def probe_blocking(
             timeout_s=spec.timeout_s,
             timers=ctx.timers,
             tls=_tls(spec),
-            server_name=spec.parsed_uri.host,
+            server_name=spec.next_hop.host,
+            local_addr=spec.local_addr,
         )
     except TransportError as exc:
         return _connect_failed(spec, method, target, exc, time.monotonic() - started)
@@ -334,7 +392,15 @@ def probe_blocking(
         result = _local_failure(spec, method, target, exc)
     finally:
         conn.close()
+    result = with_source(spec, result, conn.local)
     return with_tls_expiry(result, conn.peer_cert_not_after)
+
+
+def with_source(spec: SipProbeSpec, result: ProbeResult, local: tuple[str, int]) -> ProbeResult:
+    """With `source_address` set, report the local address actually used (`extra.source`)."""
+    if spec.source_address is None:
+        return result
+    return replace(result, extra=dict(result.extra, source=f"{local[0]}:{local[1]}"))
 
 
 def with_tls_expiry(result: ProbeResult, not_after: str | None) -> ProbeResult:

@@ -36,7 +36,7 @@ def default_from(spec: SipProbeSpec, local: tuple[str, int]) -> str:
 
 
 def flow(
-    spec: SipOptionsSpec, ctx: ProbeContext, target: Target, transport: str, local: tuple[str, int]
+    spec: SipProbeSpec, ctx: ProbeContext, target: Target, transport: str, local: tuple[str, int]
 ) -> Flow[ProbeResult]:
     uri = spec.parsed_uri
     request_uri = str(uri)
@@ -55,7 +55,12 @@ def flow(
             from_tag=tag,
             cseq=cseq,
             branch=branch,
-            headers=(*extra, ("Accept", "application/sdp"), ("User-Agent", ctx.user_agent)),
+            headers=(
+                *spec.route_headers(),
+                *extra,
+                ("Accept", "application/sdp"),
+                ("User-Agent", ctx.user_agent),
+            ),
         )
 
     exchange, auth, _ = yield from with_auth(

@@ -53,6 +53,12 @@ class SipRegisterSpec(SipProbeSpec):
                 raise ValueError(f"registrar: {exc}") from None
 
     @property
+    def next_hop(self) -> SipUri:
+        """The REGISTER goes to the outbound proxy, else the registrar, else the AOR's host
+        (what the class docstring promises; RFC 3261 §10.2)."""
+        return self.parsed_proxy or self.registrar_uri
+
+    @property
     def registrar_uri(self) -> SipUri:
         if self.registrar is not None:
             return parse_uri(self.registrar)
@@ -102,6 +108,7 @@ def flow(
                 cseq=cseq,
                 branch=branch,
                 headers=(
+                    *spec.route_headers(),
                     *extra,
                     ("Contact", f"<{contact}>"),
                     ("Expires", str(expires)),

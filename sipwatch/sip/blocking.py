@@ -81,12 +81,15 @@ def icmp_detail(kind: str, detail: str) -> str:
     return "ICMP port unreachable: nothing listens on the port" if kind == "refused" else detail
 
 
-def udp_socket(host: str, port: int) -> socket.socket:
-    """A non-blocking UDP socket connected to host:port, so ICMP errors reach us."""
+def udp_socket(host: str, port: int, local_addr: tuple[str, int] | None = None) -> socket.socket:
+    """A non-blocking UDP socket connected to host:port, so ICMP errors reach us; bound to
+    `local_addr` first when given (a source address such as the VIP)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
+        if local_addr is not None:
+            sock.bind(local_addr)
         # Small datagrams cost ~2 KiB of buffer each in the kernel's accounting: the default
         # buffer holds only ~100 answers, too few when many transactions share the socket.
         # Capped by net.core.rmem_max.
@@ -148,6 +151,7 @@ class BlockingConnection:
         tls: TlsOptions | None = None,
         server_name: str | None = None,
         max_size: int = MAX_MESSAGE_SIZE,
+        local_addr: tuple[str, int] | None = None,
     ) -> None:
         if transport not in RELIABLE:
             raise TransportError("local_error", f"unsupported transport {transport!r}")
@@ -162,6 +166,7 @@ class BlockingConnection:
         # What a non-blocking read raises when no full record is there yet (TLS adds its
         # own "want read/write" errors to BlockingIOError).
         self._not_ready: tuple[type[BaseException], ...] = (BlockingIOError, InterruptedError)
+        self._local_addr = local_addr
         self._sock = self._open(transport, host, port, timeout_s, tls, server_name)
         self.local: tuple[str, int] = self._sock.getsockname()[:2]
 
@@ -176,8 +181,10 @@ class BlockingConnection:
     ) -> socket.socket:
         try:
             if transport == "udp":
-                return udp_socket(host, port)
-            sock = socket.create_connection((host, port), timeout=timeout_s)
+                return udp_socket(host, port, self._local_addr)
+            sock = socket.create_connection(
+                (host, port), timeout=timeout_s, source_address=self._local_addr
+            )
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except TimeoutError as exc:
             raise TransportError(

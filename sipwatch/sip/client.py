@@ -57,10 +57,18 @@ class SipConnection:
         timers: Timers | None = None,
         tls: TlsOptions | None = None,
         server_name: str | None = None,
+        local_addr: tuple[str, int] | None = None,
     ) -> SipConnection:
         conn = cls(None, timers or Timers())
         conn.transport = await connect(
-            transport, host, port, conn, timeout_s=timeout_s, tls=tls, server_name=server_name
+            transport,
+            host,
+            port,
+            conn,
+            timeout_s=timeout_s,
+            tls=tls,
+            server_name=server_name,
+            local_addr=local_addr,
         )
         return conn
 

@@ -199,13 +199,16 @@ async def connect(
     server_name: str | None = None,
     max_size: int = MAX_MESSAGE_SIZE,
     ssl_context: ssl.SSLContext | None = None,
+    local_addr: tuple[str, int] | None = None,
 ) -> SipTransport:
-    """Open a connected transport to host:port. Raises TransportError(kind, detail)."""
+    """Open a connected transport to host:port, from `local_addr` when given (a source
+    address such as the VIP; port 0 = any). Raises TransportError(kind, detail)."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout_s):
             if transport == "udp":
-                return UdpTransport(listener, max_size, udp_socket(host, port), loop)
+                sock = udp_socket(host, port, local_addr)
+                return UdpTransport(listener, max_size, sock, loop)
             if transport not in ("tcp", "tls"):
                 raise TransportError("local_error", f"unsupported transport {transport!r}")
             stream = StreamTransport(transport, listener, max_size)
@@ -221,6 +224,7 @@ async def connect(
                 ssl=ctx,
                 server_hostname=server_name if ctx else None,
                 ssl_handshake_timeout=timeout_s if ctx else None,
+                local_addr=local_addr,
             )
             sock = stx.get_extra_info("socket")
             if sock is not None:

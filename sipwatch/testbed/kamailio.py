@@ -7,7 +7,9 @@ its PID.
 
 Everything lives in the run directory: kamailio.cfg, tls.cfg, cert.pem/key.pem, kamailio.pid,
 the ctl socket `kamailio_ctl` and `kamailio.log` (stdout and stderr). Nothing goes to /run or
-/etc, nothing listens beyond the loopback.
+/etc, nothing listens beyond the loopback — except inside a network namespace the test made
+(`netns=`), where it may listen on that namespace's addresses (a VIP). With `forward=True`
+it relays requests not addressed to itself (a "PBX" in front of an IVR server).
 
 Faults (htable "fault", keys "<METHOD>.<switch>", see kamailio.cfg):
     <M>.drop        int 1   no reply at all
@@ -30,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 
 from sipwatch.testbed import rawsip
+from sipwatch.testbed.netns import Netns, run_in
 from sipwatch.testbed.process import (
     TestbedError,
     check_loopback,
@@ -73,6 +76,7 @@ class KamailioPeer:
     cert_file: Path | None = None
     key_file: Path | None = None
     qop: bool = True
+    netns: str | None = None  # the network namespace it runs in (None: ours)
     _proc: subprocess.Popen[bytes] | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
@@ -313,14 +317,31 @@ def start_kamailio(
     qop: bool = True,
     tls: bool = True,
     ready_timeout_s: float = 10.0,
+    netns: Netns | None = None,
+    forward: bool = False,
+    server_name: str | None = None,
 ) -> KamailioPeer:
     """Start Kamailio in `rundir` (created if needed) and wait until it answers OPTIONS.
 
     UDP and TCP share one free port, TLS gets another. On failure the process is stopped and
     TestbedError (a RuntimeError) carries the log tail; MissingToolError when kamailio,
     kamcmd or openssl is not installed.
+
+    netns: run inside this namespace (one the test made, see testbed.netns) with
+    `ip netns exec`; `host` may then be any address of that namespace, UDP/TCP use 5060 and
+    TLS 5061 (the namespace is fresh), and readiness is checked from inside it.
+    forward: relay requests not addressed to this Kamailio (the "PBX" in front of an IVR
+    server, see kamailio.cfg). server_name: send "Server: <server_name>" in replies (and use
+    it as User-Agent); by default replies carry no Server header.
     """
-    check_loopback(host)
+    if netns is None:
+        check_loopback(host)
+    else:
+        import ipaddress
+
+        ipaddress.ip_address(host)  # ValueError for anything but an address
+    if server_name is not None and not _TOKEN.fullmatch(server_name):
+        raise ValueError(f"server_name must match {_TOKEN.pattern}, not {server_name!r}")
     users = dict(users or {})
     _check_users(users, realm)
     kamailio = require_tool("kamailio")
@@ -340,17 +361,25 @@ def start_kamailio(
     template = resources.files("sipwatch.testbed").joinpath("kamailio.cfg").read_text()
     users_block = "\n".join(f'\t$sht(users=>{n}) = "{p}";' for n, p in sorted(users.items()))
     last_error = ""
+    defines = ["#!define WITH_TLS" if tls else "# TLS off"]
+    if forward:
+        defines.append("#!define WITH_FORWARD")
     for _ in range(_START_ATTEMPTS):
-        port = free_port("both", host)
-        tls_port = None
-        while tls and tls_port in (None, port):
-            tls_port = free_port("tcp", host)
+        tls_port: int | None = None
+        if netns is not None:
+            port, tls_port = 5060, (5061 if tls else None)
+        else:
+            port = free_port("both", host)
+            while tls and tls_port in (None, port):
+                tls_port = free_port("tcp", host)
         cfg = rundir / "kamailio.cfg"
         cfg.write_text(
             _render(
                 template,
                 {
-                    "DEFINES": "#!define WITH_TLS" if tls else "# TLS off",
+                    "DEFINES": "\n".join(defines),
+                    "SERVER_NAME": server_name or "sipwatch-testbed kamailio",
+                    "SERVER_SIGNATURE": "no" if server_name is None else "yes",
                     "LISTEN_HOST": rawsip.format_host(host),
                     "UDP_PORT": str(port),
                     "TCP_PORT": str(port),
@@ -374,8 +403,9 @@ def start_kamailio(
             log.flush()
             # -DD: no fork to the background, so Popen's pid is Kamailio's main process.
             # start_new_session: own process group (pgid == pid) for SIGSTOP/SIGKILL of all.
+            argv = [kamailio, "-f", str(cfg), "-DD", "-E", "-Y", str(rundir), "-P", str(pid_file)]
             proc = subprocess.Popen(
-                [kamailio, "-f", str(cfg), "-DD", "-E", "-Y", str(rundir), "-P", str(pid_file)],
+                argv if netns is None else netns.exec_argv(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -394,10 +424,15 @@ def start_kamailio(
             cert_file=cert_file,
             key_file=key_file,
             qop=qop,
+            netns=None if netns is None else netns.name,
             _proc=proc,
         )
         try:
-            problem = _wait_ready(peer, proc, ready_timeout_s)
+            if netns is None:
+                problem = _wait_ready(peer, proc, ready_timeout_s)
+            else:
+                wait_s = ready_timeout_s + 5
+                problem = run_in(netns, _wait_ready, peer, proc, ready_timeout_s, timeout_s=wait_s)
         except BaseException:  # e.g. KeyboardInterrupt: never leave a PBX behind
             peer.stop()
             raise
@@ -408,7 +443,7 @@ def start_kamailio(
         last_error = (
             f"Kamailio in {rundir} did not become ready: {problem}\n--- log tail ---\n{tail}"
         )
-        if _ADDR_IN_USE not in tail.rsplit("=== start", 1)[-1]:
+        if netns is not None or _ADDR_IN_USE not in tail.rsplit("=== start", 1)[-1]:
             break  # not a port race: retrying will not help
     raise TestbedError(last_error)
 

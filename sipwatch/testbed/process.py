@@ -4,7 +4,8 @@ Owns: the rig's error family, finding the external tools, free loopback ports, t
 of one peer (its own session / process group), stopping a peer by its PID with bounded waits,
 and log tails for error messages.
 
-Safety rules kept here: only loopback addresses; a peer is started with start_new_session=True
+Safety rules kept here: only loopback addresses (or, via testbed.netns, addresses inside
+namespaces the test made); a peer is started with start_new_session=True
 so its process group id equals the PID we started; signals only ever go to that PID or that
 process group — never to a process found by name.
 
@@ -154,7 +155,9 @@ def _wait_group_gone(pgid: int, timeout_s: float) -> bool:
 def port_bound(host: str, port: int, transport: str) -> bool:
     """Is host:port bound (UDP) or listening (TCP)? Read from /proc/net, touching nothing."""
     v6 = ":" in host
-    table = f"/proc/net/{transport}{'6' if v6 else ''}"
+    # thread-self: a thread inside another network namespace (testbed.netns.run_in) sees
+    # that namespace's sockets; /proc/net would show the process's (main thread's) ones.
+    table = f"/proc/thread-self/net/{transport}{'6' if v6 else ''}"
     want_state = "07" if transport == "udp" else "0A"  # TCP_CLOSE for UDP sockets, TCP_LISTEN
     try:
         lines = Path(table).read_text().splitlines()[1:]

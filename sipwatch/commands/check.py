@@ -1,0 +1,354 @@
+"""`sipwatch check`: judge this node once and exit with a code that the OCF shim, keepalived's
+`track_script` and Nagios-style monitors understand.
+
+Owns: the command's arguments, where the health comes from (`obtain`: the daemon's answer
+when one is configured, else probing once here), the exit-code contract and the output
+formats. Must not know: how probes work (sipwatch.probes) or how results are judged
+(sipwatch.policy). Imports are inside the functions: the parser is built on every run, and
+the OCF monitor runs this often.
+
+One-shot semantics (no history, `sipwatch.policy.one_shot`): every configured probe runs
+once, concurrently; each result is judged as if its outcome had held long enough to pass
+`fall` or `rise` (one failed transaction is down, one answer is up — a SIP probe's failure
+already includes the RFC 3261 retransmissions, so one lost datagram does not fail it); the
+smoothed RTT is this round's RTT; a 503 with Retry-After is yellow; there is no startup or
+takeover grace. blocks_takeover, hung, local_error and standby handling are as always.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sipwatch.config import Settings
+    from sipwatch.model import Decision, ProbeResult
+    from sipwatch.policy import Policy
+
+EXIT_OK = 0  # green
+EXIT_FAILED = 1  # red (OCF_ERR_GENERIC)
+EXIT_MISSING_TOOL = 5  # OCF_ERR_INSTALLED
+EXIT_BAD_CONFIG = 6  # OCF_ERR_CONFIGURED
+EXIT_NOT_RUNNING = 7  # OCF_NOT_RUNNING
+EXIT_DEGRADED = 190  # yellow (OCF_DEGRADED; Pacemaker's own return-code list stops at 9)
+
+#: The probe kind whose `down` outcome means "the PBX is not running here" (exit 7).
+PBX_PROCESS_KIND = "pbx_process"
+DEFAULT_CONFIG = "/etc/sipwatch/sipwatch.toml"
+
+NAGIOS_OK, NAGIOS_WARNING, NAGIOS_CRITICAL, NAGIOS_UNKNOWN = 0, 1, 2, 3
+
+EXIT_CODES_HELP = """\
+exit codes (text and --json; --format nagios exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN):
+  0    green: healthy
+  1    red: failed (OCF_ERR_GENERIC)
+  5    a required tool is missing (OCF_ERR_INSTALLED): a probe result with outcome
+       local_error and extra["missing_tool"] naming the binary
+  6    bad configuration or policy, or no probe configured (OCF_ERR_CONFIGURED)
+  7    the PBX is not running (OCF_NOT_RUNNING): a probe of kind pbx_process says down
+  190  yellow: degraded (OCF_DEGRADED)
+When several apply, the first in this order wins: 6, 5, 7, then 1, 190 or 0 by verdict.
+A local_error without "missing_tool" (unreadable password file, permission) never makes
+the verdict red: it is reported (reasons with "local": true, and on stderr) and the exit
+code follows the other probes."""
+
+
+def configure(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "check",
+        help="probe this node once, apply the policy, exit with an OCF-style code",
+        description="Run the configured probes once, concurrently, judge them with the "
+        "policy (one-shot: no history, each outcome judged as if it had held long enough "
+        "to pass fall/rise; no grace) and report the verdict.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        metavar="FILE|NAME",
+        help=f"config file, or the name of a shipped probe set (default {DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "--policy",
+        metavar="NAME|FILE",
+        help="policy to apply instead of the config's `policy` key (default: that key)",
+    )
+    parser.add_argument(
+        "--format", choices=("text", "json", "nagios"), default="text", help="output format"
+    )
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as --format json"
+    )
+    parser.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="probe here even when a sipwatch daemon answers on daemon.http_host:http_port",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A decision and the results it was made from. `source`: "probed" (this process ran
+    every probe once) or "daemon" (the running daemon's answer, from its history).
+    `mode`: "one_shot" or "history"."""
+
+    decision: Decision
+    results: tuple[ProbeResult, ...]
+    source: str
+    mode: str
+
+
+def run(args: argparse.Namespace) -> int:
+    from sipwatch.errors import ConfigError
+
+    try:
+        settings, policy, policy_file = _load(args.config, args.policy)
+    except ConfigError as exc:
+        return _config_failed(str(exc), args.format)
+    # An explicit --policy may differ from the daemon's: then judge here.
+    health = obtain(settings, policy, use_daemon=not args.no_daemon and args.policy is None)
+    code = exit_code(health.decision, health.results)
+    for reason in health.decision.reasons:
+        if reason.local:
+            print(f"sipwatch: {reason.probe}: {reason.detail}", file=sys.stderr)
+    if args.format == "json":
+        _print_json(health, code, policy_file)
+    elif args.format == "nagios":
+        return _print_nagios(health, code, policy)
+    else:
+        _print_text(health, code, policy_file)
+    return code
+
+
+def _load(config: str, policy_ref: str | None) -> tuple[Settings, Policy, Path]:
+    from sipwatch.config import find_config, load_settings
+    from sipwatch.errors import ConfigError
+    from sipwatch.policy import load_policy, policy_path
+
+    settings = load_settings(config)
+    if not settings.probes:
+        raise ConfigError(f"{config}: no probes configured: nothing to check")
+    if policy_ref is not None:  # from the command line: relative to the working directory
+        path = policy_path(policy_ref)
+    else:  # from the config file: relative to that file
+        path = policy_path(settings.policy, relative_to=find_config(config).parent)
+    return settings, load_policy(path), path
+
+
+def obtain(settings: Settings, policy: Policy, *, use_daemon: bool = True) -> Health:
+    """The node's health: the daemon's answer when it gives one, else probe once here."""
+    return (ask_daemon(settings) if use_daemon else None) or probe_once(settings, policy)
+
+
+def ask_daemon(settings: Settings) -> Health | None:
+    """The running daemon's answer (source "daemon", mode "history": the policy applied to
+    its history, grace and hysteresis included), or None when no daemon answers on
+    `daemon.http_host:http_port` within 0.5 s, has not probed everything yet, or runs other
+    probes than this config names (then its verdict is not about this config)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    d = settings.daemon
+    if not d.http_port:
+        return None
+    host = f"[{d.http_host}]" if ":" in d.http_host else d.http_host
+    try:
+        with urllib.request.urlopen(f"http://{host}:{d.http_port}/status", timeout=0.5) as r:
+            status = json.loads(r.read(1 << 22))
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    try:
+        return _health_from_status(status, {s.name for s in settings.probes})
+    except (KeyError, TypeError, ValueError):
+        return None  # not our daemon, or an incompatible one: probe here instead
+
+
+def _health_from_status(status: dict[str, Any], names: set[str]) -> Health | None:
+    from dataclasses import fields
+
+    from sipwatch.model import Decision, Outcome, ProbeResult, Reason, Verdict
+
+    probes = status["probes"]
+    if status.get("source") != "daemon" or set(probes) != names:
+        return None
+    lasts = [p["last"] for p in probes.values()]
+    if any(last is None for last in lasts):
+        return None  # still starting: not every probe has run
+    result_fields = {f.name for f in fields(ProbeResult)}
+
+    def result(data: dict[str, Any]) -> ProbeResult:
+        kw = {k: v for k, v in data.items() if k in result_fields}
+        kw["outcome"] = Outcome(kw["outcome"])
+        kw["targets"] = tuple(result(t) for t in kw.get("targets", ()))
+        return ProbeResult(**kw)
+
+    reason_fields = {f.name for f in fields(Reason)}
+    reasons = tuple(
+        Reason(**{k: v for k, v in r.items() if k in reason_fields}) for r in status["reasons"]
+    )
+    decision = Decision(
+        Verdict(status["verdict"]),
+        int(status["score"]),
+        reasons,
+        eligible=bool(status["eligible"]),
+        at_s=float(status.get("at_s", 0.0)),
+        active=bool(status.get("active", True)),
+    )
+    return Health(decision, tuple(result(last) for last in lasts), source="daemon", mode="history")
+
+
+def probe_once(settings: Settings, policy: Policy) -> Health:
+    import asyncio
+    import time
+
+    from sipwatch.policy import one_shot
+
+    results = asyncio.run(_run_all(list(settings.probes), settings))
+    decision = one_shot(results, policy, now=time.monotonic())
+    return Health(decision, tuple(results), source="probed", mode="one_shot")
+
+
+async def _run_all(specs: list[Any], settings: Settings) -> list[ProbeResult]:
+    import asyncio
+
+    from sipwatch.probes import run_probe
+
+    ctx = settings.context()
+    return list(await asyncio.gather(*(run_probe(s, ctx) for s in specs)))
+
+
+def _every(results: tuple[ProbeResult, ...]) -> list[ProbeResult]:
+    """The results and, for multi-target SIP probes, each target's own result."""
+    out: list[ProbeResult] = []
+    for r in results:
+        out.append(r)
+        out.extend(r.targets)
+    return out
+
+
+def missing_tools(results: tuple[ProbeResult, ...]) -> list[str]:
+    """Binaries that probes reported missing (local_error + extra["missing_tool"])."""
+    from sipwatch.model import EXTRA_MISSING_TOOL, Outcome
+
+    return sorted(
+        {
+            str(r.extra[EXTRA_MISSING_TOOL])
+            for r in _every(results)
+            if r.outcome is Outcome.LOCAL_ERROR and r.extra.get(EXTRA_MISSING_TOOL)
+        }
+    )
+
+
+def pbx_not_running(results: tuple[ProbeResult, ...]) -> bool:
+    from sipwatch.model import Outcome
+
+    return any(r.kind == PBX_PROCESS_KIND and r.outcome is Outcome.DOWN for r in results)
+
+
+def exit_code(decision: Decision, results: tuple[ProbeResult, ...]) -> int:
+    """The exit-code contract (EXIT_CODES_HELP), apart from 6 which is raised earlier."""
+    from sipwatch.model import Verdict
+
+    if missing_tools(results):
+        return EXIT_MISSING_TOOL
+    if pbx_not_running(results):
+        return EXIT_NOT_RUNNING
+    return {Verdict.GREEN: EXIT_OK, Verdict.YELLOW: EXIT_DEGRADED, Verdict.RED: EXIT_FAILED}[
+        decision.verdict
+    ]
+
+
+def _config_failed(message: str, fmt: str) -> int:
+    print(f"sipwatch: {message}", file=sys.stderr)
+    if fmt == "json":
+        import json
+
+        print(json.dumps({"verdict": None, "error": message, "exit_code": EXIT_BAD_CONFIG}))
+    elif fmt == "nagios":
+        print(f"SIPWATCH UNKNOWN - {message.splitlines()[0]}")
+        return NAGIOS_UNKNOWN
+    return EXIT_BAD_CONFIG
+
+
+def _print_json(health: Health, code: int, policy_file: Path) -> None:
+    import json
+
+    d = health.decision
+    payload = {
+        "verdict": str(d.verdict),
+        "score": d.score,
+        "eligible": d.eligible,
+        "active": d.active,
+        "reasons": d.to_dict()["reasons"],
+        "exit_code": code,
+        "missing_tools": missing_tools(health.results),
+        "source": health.source,
+        "mode": health.mode,
+        "policy": str(policy_file),
+        "probes": [r.to_dict() for r in health.results],
+    }
+    print(json.dumps(payload))
+
+
+def _print_text(health: Health, code: int, policy_file: Path) -> None:
+    d = health.decision
+    where = "probed once" if health.source == "probed" else f"from the {health.source}"
+    print(
+        f"{str(d.verdict).upper()}  score {d.score}  "
+        f"{'eligible' if d.eligible else 'NOT ELIGIBLE to run the PBX'}  "
+        f"{'active' if d.active else 'standby'}  (exit {code}; {where}; "
+        f"policy {policy_file})"
+    )
+    for r in health.results:
+        status = f"{r.status_code} {r.reason}".strip() if r.status_code else "-"
+        rtt = f"{r.rtt_ms:.1f} ms" if r.rtt_ms is not None else "-"
+        print(f"  {r.probe:<20} {r.outcome!s:<11} {status:<16} rtt {rtt:<10} {r.resolved}")
+    if d.reasons:
+        print("reasons:")
+    for reason in d.reasons:
+        tag = "LOCAL" if reason.local else reason.effect
+        print(f"  {tag:<6} {reason.probe or '(score)':<20} {reason.outcome:<11} {reason.detail}")
+
+
+def _nagios_label(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _print_nagios(health: Health, code: int, policy: Policy) -> int:
+    """One line, Nagios plugin style, with perfdata; returns the Nagios exit code."""
+    from sipwatch.model import Verdict
+
+    d = health.decision
+    tools = missing_tools(health.results)
+    local = [r for r in d.reasons if r.local]
+    if tools:
+        state, summary = NAGIOS_UNKNOWN, f"missing tool(s): {', '.join(tools)}"
+    elif code == EXIT_NOT_RUNNING:
+        state, summary = NAGIOS_CRITICAL, "PBX not running"
+    elif d.verdict is Verdict.RED:
+        state, summary = NAGIOS_CRITICAL, "red"
+    elif d.verdict is Verdict.YELLOW or local:
+        state, summary = NAGIOS_WARNING, str(d.verdict)
+    else:
+        state, summary = NAGIOS_OK, "green"
+    names = {NAGIOS_OK: "OK", NAGIOS_WARNING: "WARNING", NAGIOS_CRITICAL: "CRITICAL"}
+    text = f"SIPWATCH {names.get(state, 'UNKNOWN')} - {summary}, score {d.score}"
+    shown = [r for r in d.reasons if r.effect != "none" or r.local][:3]
+    if shown:
+        text += ": " + "; ".join(f"{r.probe or 'score'} {r.outcome}" for r in shown)
+    perf = [
+        f"'score'={d.score};{policy.score_yellow_below}:;{policy.score_red_below}:;0;100",
+    ]
+    for r in health.results:
+        if r.rtt_ms is None:
+            continue
+        warn = policy.rule_for(r.probe, r.kind).rtt_yellow_ms
+        threshold = f"{warn:g}" if warn else ""
+        perf.append(f"{_nagios_label(r.probe + '_rtt')}={r.rtt_ms:g}ms;{threshold};;0;")
+    print(f"{text} | {' '.join(perf)}")
+    return state

@@ -1,0 +1,733 @@
+"""The cluster agent interface, and its Pacemaker implementations.
+
+Owns: ClusterAgent (the one interface the daemon and the CLI use), the pipeline that enforces
+every rail before an action and undoes a half-applied change, and the implementations:
+
+    HealthAttributeAgent  publish `#health-sipwatch` = green/yellow/red on this node and let
+                          `node-health-strategy` (migrate-on-red, only-green, ...) move the
+                          resources. The default: Pacemaker decides, sipwatch only reports.
+    BanAgent              red: `crm_resource --ban` the group off this node, always with a
+                          lifetime; green: clear that ban and expired ones.
+    StandbyAgent          red: put this node in standby until reboot (transient); green: clear.
+    DryRunAgent           wraps any of them: runs every rail (reads the CIB, simulates on a
+                          private copy) and reports what would be done. Changes nothing.
+
+Every method returns an AuditRecord and never raises. Every record but "unchanged" goes to the
+agent's AuditLog and to the `sipwatch.cluster` logger. Must not know: command lines
+(pacemaker.py), how a verdict is reached (sipwatch.policy).
+
+One action (`_perform`), in this order — the first rail that says no ends it:
+    own_node → freeze file → snapshot (`cibadmin --query`, saved in a private temp dir)
+    → freeze in the CIB → quorum → plan (already as asked: "unchanged")
+    → degrading actions only: simulate the copy as it is; not_active; apply the change to the
+      copy; simulate again; last_node; if the resource leaves this node: cooldown, budget
+    → dry run stops here ("would") → apply for real and read it back; on any failure undo what
+      may have been applied, and report "failed" (the undo's outcome is in `detail`).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from tenacity import Retrying, retry_if_result, stop_after_attempt, stop_after_delay, wait_fixed
+
+from sipwatch.cluster.audit import ActionOutcome, AuditLog, AuditRecord
+from sipwatch.cluster.pacemaker import (
+    Ban,
+    Change,
+    CibSnapshot,
+    ClearBan,
+    ClearExpired,
+    NodeView,
+    PacemakerTools,
+    SetNodeAttribute,
+)
+from sipwatch.cluster.rails import Rail, RailConfig, RailState, is_true
+from sipwatch.errors import ClusterError
+from sipwatch.model import Verdict
+
+__all__ = [
+    "AGENTS",
+    "HEALTH_ATTRIBUTE",
+    "BanAgent",
+    "ClusterAgent",
+    "ClusterStatus",
+    "DryRunAgent",
+    "HealthAttributeAgent",
+    "PacemakerAgent",
+    "StandbyAgent",
+    "make_agent",
+]
+
+HEALTH_ATTRIBUTE = "#health-sipwatch"
+_log = logging.getLogger("sipwatch.cluster")
+_RANK = {"green": 0, "yellow": 1, "red": 2}
+
+
+def _rank(value: str | None) -> int:
+    return _RANK.get(value or "green", 0)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    """What an agent sees of the cluster, read-only. `ok` False: `error` says which tool
+    failed; the other fields are then unknown."""
+
+    node: str
+    resource: str
+    agent: str
+    mode: str
+    ok: bool
+    error: str = ""
+    have_quorum: bool | None = None
+    frozen: str | None = None
+    running_on: tuple[str, ...] = ()
+    health: str | None = None  # this node's published health attribute
+    banned: bool = False  # an unexpired ban of the resource from this node
+    standby: bool = False  # a transient standby of this node
+    nodes: tuple[NodeView, ...] = ()
+    failovers_used: int = 0
+
+    @property
+    def active_here(self) -> bool:
+        return self.node in self.running_on
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "resource": self.resource,
+            "agent": self.agent,
+            "mode": self.mode,
+            "ok": self.ok,
+            "error": self.error,
+            "have_quorum": self.have_quorum,
+            "frozen": self.frozen,
+            "running_on": list(self.running_on),
+            "active_here": self.active_here,
+            "health": self.health,
+            "banned": self.banned,
+            "standby": self.standby,
+            "failovers_used": self.failovers_used,
+            "nodes": [
+                {
+                    "name": n.name,
+                    "online": n.online,
+                    "standby": n.standby,
+                    "maintenance": n.maintenance,
+                    "health": n.health,
+                }
+                for n in self.nodes
+            ],
+        }
+
+
+@runtime_checkable
+class ClusterAgent(Protocol):
+    """Turns this node's verdict into cluster changes, safely. Methods never raise."""
+
+    @property
+    def node(self) -> str: ...
+
+    @property
+    def resource(self) -> str: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    def publish_health(
+        self, verdict: Verdict, *, about: str | None = None, reason: str = ""
+    ) -> AuditRecord:
+        """This node's verdict (`about`: the node it is about; another node's is refused)."""
+        ...
+
+    def move_away(self, reason: str, *, about: str | None = None) -> AuditRecord:
+        """Get the resource off this node (the agent's way: red health, ban, standby)."""
+        ...
+
+    def clear(self) -> AuditRecord:
+        """Undo everything this agent put in the cluster for this node."""
+        ...
+
+    def status(self) -> ClusterStatus: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    changes: tuple[Change, ...] = ()
+    undo: tuple[Change, ...] = ()
+    degrading: bool = False  # may move or stop the resource: simulate, rate-limit
+    requires_active: bool = False  # only when the resource runs here
+
+    @property
+    def summary(self) -> str:
+        return "; ".join(c.describe() for c in self.changes) or "nothing to change"
+
+
+class _Refused(Exception):
+    def __init__(self, rail: Rail, detail: str, *, failover: bool = False) -> None:
+        super().__init__(detail)
+        self.rail = rail
+        self.detail = detail
+        self.failover = failover
+
+
+class PacemakerAgent:
+    """The action pipeline shared by the Pacemaker agents; subclasses supply the plans."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        tools: PacemakerTools,
+        *,
+        node: str,
+        resource: str,
+        rails: RailConfig | None = None,
+        state: RailState | None = None,
+        audit: AuditLog | None = None,
+        attribute: str = HEALTH_ATTRIBUTE,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        if not node or not resource:
+            raise ValueError("node and resource must be named")
+        self.tools = tools
+        self._node = node
+        self._resource = resource
+        self.rails = rails if rails is not None else RailConfig()
+        self.state = state if state is not None else RailState()
+        self._audit = audit if audit is not None else AuditLog()
+        self.attribute = attribute
+        self._clock = clock
+        self._wall = wall
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(node={self._node!r}, resource={self._resource!r})"
+
+    @property
+    def node(self) -> str:
+        return self._node
+
+    @property
+    def resource(self) -> str:
+        return self._resource
+
+    @property
+    def audit(self) -> AuditLog:
+        return self._audit
+
+    # --- the interface ------------------------------------------------------------------------
+
+    def publish_health(
+        self, verdict: Verdict, *, about: str | None = None, reason: str = ""
+    ) -> AuditRecord:
+        return self._publish(verdict, about=about, reason=reason, commit=True)
+
+    def move_away(self, reason: str, *, about: str | None = None) -> AuditRecord:
+        return self._perform("move_away", self._plan_move_away, about=about, detail=reason)
+
+    def clear(self) -> AuditRecord:
+        return self._perform("clear", self._plan_clear, about=None, detail="")
+
+    def status(self) -> ClusterStatus:
+        node, resource, kind = self._node, self._resource, self.kind
+        mode = str(self.tools.mode)
+        try:
+            with tempfile.TemporaryDirectory(prefix="sipwatch-cib-") as tmp:
+                snap = self.tools.snapshot(Path(tmp))
+                sim = self.tools.simulate(snap.path)
+        except ClusterError as exc:
+            return ClusterStatus(node, resource, kind, mode, ok=False, error=exc.summary)
+        view = sim.current.resource(self._resource)
+        ban = snap.bans(self._resource).get(self._node)
+        return ClusterStatus(
+            node,
+            resource,
+            kind,
+            mode,
+            ok=True,
+            have_quorum=snap.have_quorum,
+            frozen=self.rails.file_frozen() or self._cib_frozen(snap),
+            running_on=tuple(sorted(view.running_on)) if view else (),
+            health=snap.transient_attribute(self._node, self.attribute),
+            banned=ban is not None and ban.active(self._wall()),
+            standby=is_true(snap.transient_attribute(self._node, "standby")),
+            nodes=sim.current.nodes,
+            failovers_used=self.state.used(self.rails, self._clock()),
+        )
+
+    # --- plans (subclasses) -------------------------------------------------------------------
+
+    def _publish(
+        self, verdict: Verdict, *, about: str | None, reason: str, commit: bool
+    ) -> AuditRecord:
+        raise NotImplementedError
+
+    def _plan_move_away(self, snap: CibSnapshot) -> _Plan:
+        raise NotImplementedError
+
+    def _plan_clear(self, snap: CibSnapshot) -> _Plan:
+        raise NotImplementedError
+
+    def _plan_health(self, verdict: Verdict) -> Callable[[CibSnapshot], _Plan]:
+        """Set the health attribute (the HealthAttributeAgent's one change)."""
+
+        def plan(snap: CibSnapshot) -> _Plan:
+            current = snap.transient_attribute(self._node, self.attribute)
+            if current == verdict.value:
+                return _Plan()
+            return _Plan(
+                changes=(SetNodeAttribute(self._node, self.attribute, verdict.value, attrd=True),),
+                undo=(SetNodeAttribute(self._node, self.attribute, current, attrd=True),),
+                degrading=_rank(verdict.value) > _rank(current),
+            )
+
+        return plan
+
+    # --- the pipeline -------------------------------------------------------------------------
+
+    def _perform(
+        self,
+        action: str,
+        planner: Callable[[CibSnapshot], _Plan],
+        *,
+        about: str | None,
+        detail: str,
+        commit: bool = True,
+    ) -> AuditRecord:
+        started = self._clock()
+        summary = action.replace("_", " ")
+        try:
+            if about is not None and about != self._node:
+                raise _Refused(
+                    Rail.OWN_NODE,
+                    f"the verdict is about {about}, this agent acts for {self._node} only",
+                )
+            frozen = self.rails.file_frozen()
+            if frozen:
+                raise _Refused(Rail.FREEZE, frozen)
+            planned: list[_Plan] = []
+            try:
+                with tempfile.TemporaryDirectory(prefix="sipwatch-cib-") as tmp:
+                    plan, failover = self._check(planner, Path(tmp), planned)
+            finally:
+                if planned:  # a refusal after planning names the change it refused
+                    summary = planned[0].summary
+            summary = plan.summary
+            if not plan.changes:
+                return self._record(
+                    action,
+                    ActionOutcome.UNCHANGED,
+                    summary,
+                    started,
+                    detail=detail,
+                    dry_run=not commit,
+                )
+            if not commit:
+                return self._record(
+                    action,
+                    ActionOutcome.WOULD,
+                    summary,
+                    started,
+                    detail=detail,
+                    dry_run=True,
+                    failover=failover,
+                )
+            error = self._commit(plan)
+            if error:
+                return self._record(
+                    action, ActionOutcome.FAILED, summary, started, detail=error, failover=failover
+                )
+            if failover:
+                self.state.record(self._clock())
+            return self._record(
+                action, ActionOutcome.DONE, summary, started, detail=detail, failover=failover
+            )
+        except _Refused as refusal:
+            return self._record(
+                action,
+                ActionOutcome.REFUSED,
+                summary,
+                started,
+                rail=refusal.rail,
+                detail=refusal.detail,
+                dry_run=not commit,
+                failover=refusal.failover,
+            )
+        except ClusterError as exc:
+            return self._record(
+                action,
+                ActionOutcome.FAILED,
+                summary,
+                started,
+                detail=exc.summary,
+                dry_run=not commit,
+            )
+        except Exception as exc:  # the contract: a value, never an exception, to the caller
+            _log.exception("event=cluster_action_crashed action=%s", action)
+            return self._record(
+                action,
+                ActionOutcome.FAILED,
+                summary,
+                started,
+                detail=f"internal error: {type(exc).__name__}",
+                dry_run=not commit,
+            )
+
+    def _check(
+        self, planner: Callable[[CibSnapshot], _Plan], workdir: Path, planned: list[_Plan]
+    ) -> tuple[_Plan, bool]:
+        """Every rail that needs the cluster's state. Returns the plan (also put in `planned`)
+        and whether it is a failover (moves the resource off this node); raises _Refused or
+        ClusterError."""
+        snap = self.tools.snapshot(workdir)
+        if not snap.has_node(self._node):
+            raise ClusterError(f"node {self._node} is not in the CIB")
+        frozen = self._cib_frozen(snap)
+        if frozen:
+            raise _Refused(Rail.FREEZE, frozen)
+        if not snap.have_quorum:
+            raise _Refused(Rail.QUORUM, "this partition has no quorum")
+        plan = planner(snap)
+        planned.append(plan)
+        if not plan.changes or not plan.degrading:
+            return plan, False
+        before = self.tools.simulate(snap.path)
+        now_view = before.current.resource(self._resource)
+        settled = before.revised.resource(self._resource)
+        if now_view is None or settled is None:
+            raise ClusterError(f"resource {self._resource} is not in the CIB")
+        here = self._node in now_view.running_on
+        if plan.requires_active and not here:
+            where = ", ".join(sorted(now_view.running_on)) or "nowhere"
+            raise _Refused(
+                Rail.NOT_ACTIVE,
+                f"{self._resource} runs on {where}, not here: nothing to move away",
+            )
+        for change in plan.changes:
+            self.tools.apply(change, cib_file=snap.path)
+        after_view = self.tools.simulate(snap.path).revised.resource(self._resource)
+        if after_view is None:
+            raise ClusterError(f"resource {self._resource} vanished from the simulation")
+        failover = here and self._node not in after_view.running_on
+        if settled.running and not after_view.running:
+            raise _Refused(
+                Rail.LAST_NODE,
+                f"{self._resource} would stop: no other node can run it "
+                "(offline, standby, unhealthy or banned)",
+                failover=failover,
+            )
+        if failover:
+            refusal = self.state.refusal(self.rails, self._clock())
+            if refusal is not None:
+                raise _Refused(refusal[0], refusal[1], failover=True)
+        return plan, failover
+
+    def _cib_frozen(self, snap: CibSnapshot) -> str | None:
+        if is_true(snap.cluster_property("maintenance-mode")):
+            return "the cluster is in maintenance-mode"
+        name = self.rails.freeze_attribute
+        if is_true(snap.node_attribute(self._node, name)) or is_true(
+            snap.transient_attribute(self._node, name)
+        ):
+            return f"node attribute {name} is true on {self._node}"
+        if is_true(snap.node_attribute(self._node, "maintenance")) or is_true(
+            snap.transient_attribute(self._node, "maintenance")
+        ):
+            return f"node {self._node} is in maintenance"
+        return None
+
+    def _commit(self, plan: _Plan) -> str:
+        """Apply the plan for real and read it back. "" on success, else what failed and what
+        the undo did."""
+        try:
+            for change in plan.changes:
+                self.tools.apply(change)
+            for change in plan.changes:
+                if not self._holds(change):
+                    raise ClusterError(f"{change.describe()}: not in effect when read back")
+        except ClusterError as exc:
+            return f"{exc.summary}; {self._undo(plan)}"
+        return ""
+
+    def _holds(self, change: Change) -> bool:
+        # Live attribute writes land in pacemaker-attrd asynchronously: a few quick looks.
+        retrying = Retrying(
+            stop=stop_after_attempt(5) | stop_after_delay(2.0),
+            wait=wait_fixed(0.1),
+            retry=retry_if_result(lambda held: not held),
+            retry_error_callback=lambda state: False,
+        )
+        held: bool = retrying(self.tools.holds, change)
+        return held
+
+    def _undo(self, plan: _Plan) -> str:
+        if not plan.undo:
+            return "nothing to undo"
+        try:
+            for change in plan.undo:
+                self.tools.apply(change)
+            for change in plan.undo:
+                if not self.tools.holds(change):
+                    return f"undo incomplete: {change.describe()} not in effect"
+        except ClusterError as exc:
+            return f"undo failed: {exc.summary}"
+        return "undone"
+
+    def _record(
+        self,
+        action: str,
+        result: ActionOutcome,
+        summary: str,
+        started: float,
+        *,
+        rail: Rail | None = None,
+        detail: str = "",
+        dry_run: bool = False,
+        failover: bool = False,
+    ) -> AuditRecord:
+        record = AuditRecord(
+            at=self._wall(),
+            action=action,
+            agent=self.kind,
+            node=self._node,
+            resource=self._resource,
+            result=result,
+            summary=summary,
+            rail=rail,
+            detail=detail,
+            dry_run=dry_run,
+            failover=failover,
+            duration_s=max(0.0, self._clock() - started),
+        )
+        if result is ActionOutcome.UNCHANGED:
+            return record
+        self._audit.append(record)
+        level = logging.INFO if record.ok else logging.WARNING
+        _log.log(
+            level,
+            "event=cluster_action action=%s agent=%s node=%s resource=%s result=%s rail=%s "
+            "dry_run=%s failover=%s summary=%r detail=%r",
+            action,
+            self.kind,
+            self._node,
+            self._resource,
+            result,
+            rail or "-",
+            dry_run,
+            failover,
+            summary,
+            detail,
+        )
+        return record
+
+
+class HealthAttributeAgent(PacemakerAgent):
+    """Publish `#health-sipwatch`; Pacemaker's node-health-strategy does the moving.
+
+    migrate-on-red moves resources off a red node (yellow is ignored), only-green off a
+    yellow or red one. move_away publishes red; clear deletes the attribute.
+    """
+
+    kind = "health_attribute"
+
+    def _publish(
+        self, verdict: Verdict, *, about: str | None, reason: str, commit: bool
+    ) -> AuditRecord:
+        return self._perform(
+            "publish_health", self._plan_health(verdict), about=about, detail=reason, commit=commit
+        )
+
+    def _plan_move_away(self, snap: CibSnapshot) -> _Plan:
+        return self._plan_health(Verdict.RED)(snap)
+
+    def _plan_clear(self, snap: CibSnapshot) -> _Plan:
+        current = snap.transient_attribute(self._node, self.attribute)
+        if current is None:
+            return _Plan()
+        return _Plan(changes=(SetNodeAttribute(self._node, self.attribute, None, attrd=True),))
+
+
+class BanAgent(PacemakerAgent):
+    """Ban the resource from this node (always with a lifetime) on the verdicts in `act_on`
+    (default red); clear the ban (and expired ones) on green. Other verdicts change nothing."""
+
+    kind = "ban"
+
+    def __init__(
+        self,
+        tools: PacemakerTools,
+        *,
+        lifetime_s: float = 1800.0,
+        act_on: frozenset[Verdict] = frozenset({Verdict.RED}),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(tools, **kwargs)
+        if lifetime_s < 60:
+            raise ValueError("lifetime_s must be >= 60: a ban always has a real lifetime")
+        if Verdict.GREEN in act_on:
+            raise ValueError("act_on cannot contain green")
+        self.lifetime_s = lifetime_s
+        self.act_on = act_on
+
+    def _publish(
+        self, verdict: Verdict, *, about: str | None, reason: str, commit: bool
+    ) -> AuditRecord:
+        if verdict in self.act_on:
+            planner = self._plan_move_away
+        elif verdict is Verdict.GREEN:
+            planner = self._plan_clear
+        else:
+            planner = _nothing
+        return self._perform("publish_health", planner, about=about, detail=reason, commit=commit)
+
+    def _plan_move_away(self, snap: CibSnapshot) -> _Plan:
+        ban = snap.bans(self._resource).get(self._node)
+        if ban is not None and ban.active(self._wall()):
+            return _Plan()
+        return _Plan(
+            changes=(Ban(self._resource, self._node, self.lifetime_s),),
+            undo=(ClearBan(self._resource, self._node),),
+            degrading=True,
+            requires_active=True,
+        )
+
+    def _plan_clear(self, snap: CibSnapshot) -> _Plan:
+        bans = snap.bans(self._resource)
+        now = self._wall()
+        changes: list[Change] = []
+        if self._node in bans:
+            changes.append(ClearBan(self._resource, self._node))
+        if any(not b.active(now) for node, b in bans.items() if node != self._node):
+            changes.append(ClearExpired(self._resource))
+        return _Plan(changes=tuple(changes))
+
+
+class StandbyAgent(PacemakerAgent):
+    """Put this node in standby until it reboots (a transient `standby=on`) on the verdicts in
+    `act_on` (default red); clear that transient standby on green. An operator's permanent
+    standby is never touched."""
+
+    kind = "standby"
+
+    def __init__(
+        self,
+        tools: PacemakerTools,
+        *,
+        act_on: frozenset[Verdict] = frozenset({Verdict.RED}),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(tools, **kwargs)
+        if Verdict.GREEN in act_on:
+            raise ValueError("act_on cannot contain green")
+        self.act_on = act_on
+
+    def _publish(
+        self, verdict: Verdict, *, about: str | None, reason: str, commit: bool
+    ) -> AuditRecord:
+        if verdict in self.act_on:
+            planner = self._plan_move_away
+        elif verdict is Verdict.GREEN:
+            planner = self._plan_clear
+        else:
+            planner = _nothing
+        return self._perform("publish_health", planner, about=about, detail=reason, commit=commit)
+
+    def _plan_move_away(self, snap: CibSnapshot) -> _Plan:
+        current = snap.transient_attribute(self._node, "standby")
+        if is_true(current):
+            return _Plan()
+        return _Plan(
+            changes=(SetNodeAttribute(self._node, "standby", "on"),),
+            undo=(SetNodeAttribute(self._node, "standby", current),),
+            degrading=True,
+            requires_active=True,
+        )
+
+    def _plan_clear(self, snap: CibSnapshot) -> _Plan:
+        if snap.transient_attribute(self._node, "standby") is None:
+            return _Plan()
+        return _Plan(changes=(SetNodeAttribute(self._node, "standby", None),))
+
+
+def _nothing(snap: CibSnapshot) -> _Plan:
+    return _Plan()
+
+
+class DryRunAgent:
+    """Any Pacemaker agent, with every rail checked and nothing changed: each call reports
+    what the wrapped agent would do ("would") or which rail would refuse it. Budget and
+    cooldown are checked but not consumed."""
+
+    def __init__(self, inner: PacemakerAgent) -> None:
+        self.inner = inner
+
+    def __repr__(self) -> str:
+        return f"DryRunAgent({self.inner!r})"
+
+    @property
+    def node(self) -> str:
+        return self.inner.node
+
+    @property
+    def resource(self) -> str:
+        return self.inner.resource
+
+    @property
+    def audit(self) -> AuditLog:
+        return self.inner.audit
+
+    def publish_health(
+        self, verdict: Verdict, *, about: str | None = None, reason: str = ""
+    ) -> AuditRecord:
+        return self.inner._publish(verdict, about=about, reason=reason, commit=False)
+
+    def move_away(self, reason: str, *, about: str | None = None) -> AuditRecord:
+        return self.inner._perform(
+            "move_away", self.inner._plan_move_away, about=about, detail=reason, commit=False
+        )
+
+    def clear(self) -> AuditRecord:
+        return self.inner._perform(
+            "clear", self.inner._plan_clear, about=None, detail="", commit=False
+        )
+
+    def status(self) -> ClusterStatus:
+        return self.inner.status()
+
+
+AGENTS: dict[str, type[PacemakerAgent]] = {
+    HealthAttributeAgent.kind: HealthAttributeAgent,
+    BanAgent.kind: BanAgent,
+    StandbyAgent.kind: StandbyAgent,
+}
+
+
+def make_agent(
+    kind: str,
+    tools: PacemakerTools,
+    *,
+    node: str,
+    resource: str,
+    dry_run: bool = False,
+    **kwargs: Any,
+) -> ClusterAgent:
+    """An agent by name ("health_attribute", "ban", "standby"), wrapped in DryRunAgent when
+    `dry_run`. Extra keyword arguments go to the agent (rails, state, audit, lifetime_s...)."""
+    try:
+        cls = AGENTS[kind]
+    except KeyError:
+        raise ValueError(f"unknown cluster agent {kind!r} (one of {', '.join(AGENTS)})") from None
+    agent = cls(tools, node=node, resource=resource, **kwargs)
+    return DryRunAgent(agent) if dry_run else agent

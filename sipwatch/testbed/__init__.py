@@ -8,8 +8,12 @@ functional test, so it speaks SIP through its own small `rawsip` module.
     start_sipp_uas(scenario, rundir, ...) -> SippPeer   "200", "503" (Retry-After) or "silent"
     free_port(kind) -> int                        a loopback port nothing is bound to
 
-Safety: loopback only; each process runs in its own process group and is stopped by its PID;
-every wait is bounded. Errors: TestbedError (a RuntimeError), MissingToolError.
+    testbed.netns: Netns.create, veth, run_in   namespaces a test makes (and removes) for
+                                                addresses beyond the loopback (VIP, IVR)
+
+Safety: loopback only, or addresses inside network namespaces the test made
+(`start_kamailio(netns=...)`); each process runs in its own process group and is stopped by
+its PID; every wait is bounded. Errors: TestbedError (a RuntimeError), MissingToolError.
 """
 
 from sipwatch.testbed.kamailio import KamailioPeer, start_kamailio

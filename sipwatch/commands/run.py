@@ -1,0 +1,178 @@
+"""`sipwatch run`: the daemon, with its HTTP endpoint, until SIGTERM.
+
+SIGTERM/SIGINT: stop probing, let in-flight probes and actions finish (bounded by
+`daemon.shutdown_timeout_s`), exit 0. SIGHUP: reload the config; a bad config is rejected
+loudly and the running one kept. Exit 6 when the config is bad at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+EXIT_CONFIG = 6
+
+
+def configure(sub: Any) -> None:
+    p = sub.add_parser(
+        "run", help="run the daemon (probes, policy, cluster agent, HTTP)", description=__doc__
+    )
+    p.add_argument(
+        "--config",
+        default="kamailio-lab",
+        metavar="FILE|NAME",
+        help="config file or shipped probe set name (default kamailio-lab)",
+    )
+    p.add_argument("--http", metavar="HOST:PORT", help="override daemon.http_host/http_port")
+    p.add_argument("--log-format", choices=("text", "json"), help="override log_format")
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    return asyncio.run(_main(args))
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    from sipwatch.config import load_settings
+    from sipwatch.policy import load_policy
+
+    settings = load_settings(args.config)
+    if args.http:
+        host, _, port = args.http.rpartition(":")
+        settings = settings.model_copy(
+            update={
+                "daemon": settings.daemon.model_copy(
+                    update={"http_host": host or "127.0.0.1", "http_port": int(port)}
+                )
+            }
+        )
+    if args.log_format:
+        settings = settings.model_copy(update={"log_format": args.log_format})
+    from sipwatch.config import find_config
+
+    policy = load_policy(settings.policy, relative_to=find_config(args.config).parent)
+    return settings, policy
+
+
+def _make_daemon(settings: Any, policy: Any, holder: Any) -> Any:
+    from sipwatch.daemon import Daemon, DaemonOptions
+
+    d = settings.daemon
+    options = DaemonOptions(jitter=d.jitter, history=d.history, failure_history=d.failure_history)
+    daemon = Daemon(
+        list(settings.probes),
+        settings.context(),
+        policy,
+        agent=_make_agent(settings),
+        options=options,
+        on_result=holder.metrics.on_result,
+        on_decision=holder.metrics.on_decision,
+        policy_name=settings.policy,
+    )
+    return daemon
+
+
+def _make_agent(settings: Any) -> Any:
+    if settings.cluster.agent == "none":
+        return None
+    from sipwatch.cluster import agent_from_settings
+
+    return agent_from_settings(settings.cluster)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from sipwatch import logs
+    from sipwatch.errors import ConfigError
+    from sipwatch.http import Holder, start_server
+
+    try:
+        settings, policy = _load(args)
+    except ConfigError as exc:
+        print(f"sipwatch: {exc}")
+        return EXIT_CONFIG
+    logs.setup(settings.log_level, settings.log_format)
+    log = logging.getLogger("sipwatch.run")
+    holder = Holder(ready_when_yellow=settings.daemon.ready_when_yellow)
+    try:
+        holder.daemon = _make_daemon(settings, policy, holder)
+    except ConfigError as exc:
+        log.error("event=config_invalid error=%r", str(exc))
+        print(f"sipwatch: {exc}")
+        return EXIT_CONFIG
+    runner = None
+    if settings.daemon.http_port:
+        try:
+            runner = await start_server(
+                holder, settings.daemon.http_host, settings.daemon.http_port
+            )
+        except OSError as exc:
+            log.error(
+                "event=http_bind_failed host=%s port=%d error=%r",
+                settings.daemon.http_host,
+                settings.daemon.http_port,
+                exc.strerror,
+            )
+            return EXIT_CONFIG
+        log.info(
+            "event=http_listening host=%s port=%d",
+            settings.daemon.http_host,
+            settings.daemon.http_port,
+        )
+
+    loop = asyncio.get_running_loop()
+    terminate = asyncio.Event()
+    reload = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, terminate.set)
+    loop.add_signal_handler(signal.SIGINT, terminate.set)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    try:
+        stop = asyncio.Event()
+        task = asyncio.create_task(holder.daemon.run(stop))
+        while True:
+            waiters = [asyncio.create_task(terminate.wait()), asyncio.create_task(reload.wait())]
+            await asyncio.wait([task, *waiters], return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+            if task.done():  # the daemon ended on its own: a bug; report and exit non-zero
+                task.result()
+                return 1
+            if terminate.is_set():
+                stop.set()
+                await _bounded(task, settings.daemon.shutdown_timeout_s, log)
+                log.info("event=exit code=0")
+                return 0
+            reload.clear()
+            try:
+                new_settings, new_policy = _load(args)
+                new_daemon = _make_daemon(new_settings, new_policy, holder)
+            except ConfigError as exc:
+                log.error("event=reload_rejected keeping=old_config error=%r", str(exc))
+                continue  # the running daemon goes on untouched
+            stop.set()
+            await _bounded(task, settings.daemon.shutdown_timeout_s, log)
+            settings, policy = new_settings, new_policy
+            new_daemon.adopt(holder.daemon)
+            holder.daemon = new_daemon
+            holder.ready_when_yellow = settings.daemon.ready_when_yellow
+            log.warning("event=config_reloaded probes=%d", len(settings.probes))
+            stop = asyncio.Event()
+            task = asyncio.create_task(holder.daemon.run(stop))
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+async def _bounded(task: Any, timeout_s: float, log: Any) -> None:
+    import asyncio
+
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout_s)
+    except TimeoutError:
+        log.error("event=shutdown_timeout seconds=%s", timeout_s)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

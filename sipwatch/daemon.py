@@ -1,0 +1,322 @@
+"""`sipwatch run`: the long-running service beside the PBX.
+
+Owns: scheduling each probe on its own interval (with jitter, a deadline shorter than the
+interval, all concurrent in one TaskGroup, a slow probe never delaying another), feeding every
+result to the policy, acting on decisions through the cluster agent (serialised, off the event
+loop, dry-run unless configured), re-probing at once when the VIP arrives or leaves, and the
+state the HTTP endpoints read (last results, history, latency statistics, actions).
+Must not know: HTTP (http.py), Pacemaker command lines (cluster/), probe internals (probes/).
+
+Time: `clock` (monotonic seconds) is injected; the policy never reads a clock itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sipwatch.model import Decision, Outcome, ProbeResult, Verdict
+from sipwatch.policy import Policy, PolicyState, decide, initial_state, observe
+from sipwatch.probes import run_probe
+from sipwatch.probes._sip import ProbeContext
+
+log = logging.getLogger("sipwatch.daemon")
+
+#: The deadline of a probe run is at most this share of its interval, so a run always ends
+#: before the next one is due.
+DEADLINE_SHARE = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    jitter: float = 0.1  # each interval is stretched by up to this share, at random
+    history: int = 50  # results kept per probe
+    failure_history: int = 200  # failed results kept longer, per probe
+    latency_window: int = 100  # RTTs kept per probe for p95
+    act: bool = True  # hand decisions to the cluster agent (which may itself be dry-run)
+
+
+@dataclass(slots=True)
+class ProbeStats:
+    """What /status shows for one probe beyond its last result."""
+
+    runs: int = 0
+    failures: int = 0
+    ewma_ms: float | None = None
+    rtts: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    recent: deque[ProbeResult] = field(default_factory=lambda: deque(maxlen=50))
+    failed: deque[ProbeResult] = field(default_factory=lambda: deque(maxlen=200))
+    last_at_wall: float | None = None
+
+    def p95_ms(self) -> float | None:
+        if not self.rtts:
+            return None
+        ordered = sorted(self.rtts)
+        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+class Daemon:
+    """Probes, policy state and actions of one node. Create, then `await run(stop)`."""
+
+    def __init__(
+        self,
+        specs: list[Any],
+        ctx: ProbeContext,
+        policy: Policy,
+        *,
+        agent: Any = None,
+        options: DaemonOptions | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        on_result: Callable[[ProbeResult, float], None] | None = None,
+        on_decision: Callable[[Decision], None] | None = None,
+        on_action: Callable[[str, str], None] | None = None,
+        policy_name: str = "",
+    ) -> None:
+        self.specs = list(specs)
+        self.ctx = ctx
+        self.policy = policy
+        self.policy_name = policy_name
+        self.agent = agent
+        self.options = options or DaemonOptions()
+        self.clock = clock
+        self.wall = wall
+        self.on_result = on_result
+        self.on_decision = on_decision
+        self.on_action = on_action
+        self.started_wall = wall()
+        self.state: PolicyState = initial_state(clock())
+        self.decision: Decision = decide(self.state, policy, clock())
+        self.last: dict[str, ProbeResult] = {}
+        self.stats: dict[str, ProbeStats] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._act_lock = asyncio.Lock()
+        self._acted: Verdict | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
+
+    def adopt(self, old: Daemon) -> None:
+        """Take over what a previous daemon (before a config reload) learnt about probes
+        that still exist: policy state, probe memory, statistics, the last action taken."""
+        from dataclasses import replace
+
+        names = {s.name for s in self.specs}
+        self.state = old.state.retain(names)
+        self.ctx = replace(self.ctx, memory=old.ctx.memory)
+        self.last = {k: v for k, v in old.last.items() if k in names}
+        self.stats = {k: v for k, v in old.stats.items() if k in names}
+        self.started_wall = old.started_wall
+        self._acted = old._acted
+        self.decision = decide(self.state, self.policy, self.clock())
+
+    # -- the loop -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run every probe until `stop` is set; in-flight probes finish (bounded by their
+        deadlines) before this returns."""
+        log.info("event=daemon_started probes=%d policy=%s", len(self.specs), self.policy_name)
+        async with asyncio.TaskGroup() as group:
+            for spec in self.specs:
+                self._wake[spec.name] = asyncio.Event()
+                group.create_task(self._probe_loop(spec, stop), name=f"probe:{spec.name}")
+            vip = next((s for s in self.specs if s.kind == "vip"), None)
+            if vip is not None:
+                group.create_task(self._watch_vip(vip.address, stop), name="vip-watch")
+            await stop.wait()
+            for event in self._wake.values():
+                event.set()  # sleeping loops notice `stop` at once
+        if self._tasks:  # actions in flight: let them finish (each call has its own timeout)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        log.info("event=daemon_stopped")
+
+    def wake_all(self, why: str) -> None:
+        """Run every probe now (e.g. the VIP just arrived): a node that just received the
+        VIP is verified at once, not at its next interval."""
+        log.info("event=reprobe_all reason=%s", why)
+        for event in self._wake.values():
+            event.set()
+
+    async def _probe_loop(self, spec: Any, stop: asyncio.Event) -> None:
+        wake = self._wake[spec.name]
+        # Spread the first runs over the first interval so probes don't all fire together.
+        delay = self._rng.uniform(0, min(spec.interval_s, 1.0) * self.options.jitter)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), delay)
+            wake.clear()
+            if stop.is_set():
+                return
+            result = await self._run_one(spec)
+            self.record(result)
+            stretch = 1 + self._rng.uniform(0, self.options.jitter)
+            delay = spec.interval_s * stretch
+
+    async def _run_one(self, spec: Any) -> ProbeResult:
+        # The spec's own timeout, but never longer than most of its interval.
+        limit = min(spec.timeout_s, spec.interval_s * DEADLINE_SHARE)
+        if limit < spec.timeout_s:
+            from dataclasses import replace
+
+            spec = replace(spec, timeout_s=limit)
+        return await run_probe(spec, self.ctx)
+
+    async def _watch_vip(self, address: str, stop: asyncio.Event) -> None:
+        from sipwatch.probes.vip import watch_vip
+
+        events = watch_vip(address)
+        try:
+            while not stop.is_set():
+                next_event = asyncio.ensure_future(anext(events))
+                stopped = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait(
+                    {next_event, stopped}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if next_event not in done:
+                    next_event.cancel()
+                    stopped.cancel()
+                    return
+                stopped.cancel()
+                event = next_event.result()
+                self.wake_all(f"vip {getattr(event, 'reason', 'changed')}")
+        except StopAsyncIteration:
+            return
+        except Exception:  # netlink unavailable (no permission...): probes still run
+            log.exception("event=vip_watch_failed address=%s", address)
+        finally:
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
+
+    # -- results and decisions ------------------------------------------------------------------
+    def record(self, result: ProbeResult) -> Decision:
+        """Fold one result into the state, decide, and act if the verdict changed."""
+        now = self.clock()
+        self.last[result.probe] = result
+        stats = self.stats.setdefault(result.probe, self._new_stats())
+        stats.runs += 1
+        stats.last_at_wall = self.wall()
+        stats.recent.append(result)
+        if not result.alive:
+            stats.failures += 1
+            stats.failed.append(result)
+        if result.rtt_ms is not None:
+            stats.rtts.append(result.rtt_ms)
+            alpha = 0.3
+            stats.ewma_ms = (
+                result.rtt_ms
+                if stats.ewma_ms is None
+                else alpha * result.rtt_ms + (1 - alpha) * stats.ewma_ms
+            )
+        level = logging.INFO if result.outcome is Outcome.OK else logging.WARNING
+        if result.outcome is Outcome.LOCAL_ERROR:
+            level = logging.ERROR
+        if level > logging.INFO or log.isEnabledFor(logging.DEBUG):
+            log.log(
+                level,
+                "event=probe_result probe=%s outcome=%s status=%s rtt_ms=%s detail=%r",
+                result.probe,
+                result.outcome,
+                result.status_code,
+                result.rtt_ms,
+                result.detail,
+            )
+        self.state = observe(self.state, result, self.policy, now)
+        previous = self.decision
+        self.decision = decide(self.state, self.policy, now)
+        if self.on_result is not None:
+            self.on_result(result, now)
+        if self.decision.verdict is not previous.verdict:
+            log.warning(
+                "event=verdict_changed from=%s to=%s score=%d reasons=%r",
+                previous.verdict,
+                self.decision.verdict,
+                self.decision.score,
+                [r.detail or r.outcome for r in self.decision.reasons[:3]],
+            )
+            if self.on_decision is not None:
+                self.on_decision(self.decision)
+        if self.options.act and self.agent is not None and self.decision.verdict != self._acted:
+            self._act(self.decision)
+        return self.decision
+
+    def _new_stats(self) -> ProbeStats:
+        o = self.options
+        return ProbeStats(
+            rtts=deque(maxlen=o.latency_window),
+            recent=deque(maxlen=o.history),
+            failed=deque(maxlen=o.failure_history),
+        )
+
+    def _act(self, decision: Decision) -> None:
+        self._acted = decision.verdict
+        task = asyncio.get_running_loop().create_task(self._act_now(decision))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _act_now(self, decision: Decision) -> None:
+        """Hand the verdict to the cluster agent, one action at a time, off the loop: the
+        agent runs crm_* tools (each with its own timeout) and must never stall probing."""
+        async with self._act_lock:
+            if decision is not self.decision and decision.verdict is not self.decision.verdict:
+                return  # superseded while waiting for the lock
+            reason = "; ".join(r.detail or f"{r.probe} {r.outcome}" for r in decision.reasons[:3])
+            try:
+                record = await asyncio.to_thread(self._agent_call, decision, reason)
+            except Exception:  # an agent bug must not stop the daemon
+                log.exception("event=action_crashed verdict=%s", decision.verdict)
+                self._acted = None
+                return
+            log.warning(
+                "event=action verdict=%s result=%s",
+                decision.verdict,
+                getattr(record, "outcome", record),
+            )
+
+    def _agent_call(self, decision: Decision, reason: str) -> Any:
+        """Publish the verdict; on red also move away (a no-op beyond the attribute for the
+        health-attribute agent); on green undo a ban or standby (the health-attribute
+        agent's green attribute is itself the undo)."""
+        record = self.agent.publish_health(decision.verdict, reason=reason)
+        kind = getattr(getattr(self.agent, "inner", self.agent), "kind", "")
+        if decision.verdict is Verdict.RED and kind != "health_attribute":
+            record = self.agent.move_away(reason)
+        elif decision.verdict is Verdict.GREEN and kind != "health_attribute":
+            record = self.agent.clear()
+        return record
+
+    # -- views for HTTP and `sipwatch check` ------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        d = self.decision
+        probes: dict[str, Any] = {}
+        for spec in self.specs:
+            stats = self.stats.get(spec.name)
+            last = self.last.get(spec.name)
+            probes[spec.name] = {
+                "kind": spec.kind,
+                "interval_s": spec.interval_s,
+                "last": last.to_dict() if last else None,
+                "runs": stats.runs if stats else 0,
+                "failures": stats.failures if stats else 0,
+                "rtt_ewma_ms": round(stats.ewma_ms, 3) if stats and stats.ewma_ms else None,
+                "rtt_p95_ms": stats.p95_ms() if stats else None,
+                "recent": [r.outcome for r in stats.recent] if stats else [],
+                "recent_failures": [
+                    {"outcome": r.outcome, "detail": r.detail, "status_code": r.status_code}
+                    for r in (stats.failed if stats else ())
+                ][-20:],
+            }
+        audit = getattr(self.agent, "audit", None)
+        actions = [r.to_dict() for r in audit.records()] if audit is not None else []
+        return {
+            **d.to_dict(),
+            "policy": self.policy_name,
+            "uptime_s": round(self.wall() - self.started_wall, 1),
+            "probes": probes,
+            "actions": actions[-50:],
+            "source": "daemon",
+        }

@@ -1,0 +1,158 @@
+"""HTTP endpoints of the daemon (aiohttp), read-only: nothing here changes state.
+
+    GET /livez    200 while sipwatch itself runs
+    GET /readyz   200 when this node's verdict is green (yellow too if configured), else 503
+    GET /active   200 only when ready AND this node holds the VIP/PBX role (HAProxy httpchk)
+    GET /status   JSON: verdict, score, reasons, each probe's last result, latency, history,
+                  actions taken or refused
+    GET /metrics  Prometheus exposition (prometheus-client, a registry of our own)
+
+Owns: the aiohttp application and the metrics. Must not know: probing or policy logic; it
+reads the daemon through `Holder` (the daemon is replaced on SIGHUP reload). Slow or
+malformed clients are aiohttp's business (bounded request size, keep-alive timeout); probing
+runs in its own tasks and never waits on a client.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from sipwatch.model import Decision, ProbeResult, Verdict
+
+if TYPE_CHECKING:
+    from sipwatch.daemon import Daemon
+
+_VERDICT_VALUE = {Verdict.GREEN: 0, Verdict.YELLOW: 1, Verdict.RED: 2}
+
+
+class Metrics:
+    """The Prometheus metrics, in a registry owned by this object (no global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("probe", "kind")
+        self.success = Gauge(
+            "sipwatch_probe_success", "1 if the last run was ok", labels, registry=self.registry
+        )
+        self.duration = Histogram(
+            "sipwatch_probe_duration_seconds",
+            "Probe round-trip time (final response)",
+            labels,
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+        )
+        self.outcomes = Counter(
+            "sipwatch_probe_outcomes",
+            "Probe runs by outcome",
+            (*labels, "outcome"),
+            registry=self.registry,
+        )
+        self.verdict = Gauge("sipwatch_verdict", "0 green, 1 yellow, 2 red", registry=self.registry)
+        self.score = Gauge("sipwatch_score", "Health score 0-100", registry=self.registry)
+        self.eligible = Gauge(
+            "sipwatch_eligible", "1 if this node may run the PBX", registry=self.registry
+        )
+        self.actions = Counter(
+            "sipwatch_actions",
+            "Cluster actions by kind and result",
+            ("action", "result"),
+            registry=self.registry,
+        )
+
+    def on_result(self, result: ProbeResult, now: float) -> None:
+        self.success.labels(result.probe, result.kind).set(1 if result.alive else 0)
+        self.outcomes.labels(result.probe, result.kind, str(result.outcome)).inc()
+        if result.rtt_ms is not None:
+            self.duration.labels(result.probe, result.kind).observe(result.rtt_ms / 1000)
+
+    def on_decision(self, decision: Decision) -> None:
+        self.verdict.set(_VERDICT_VALUE[decision.verdict])
+        self.score.set(decision.score)
+        self.eligible.set(1 if decision.eligible else 0)
+
+    def on_action(self, action: str, result: str) -> None:
+        self.actions.labels(action, result).inc()
+
+
+@dataclass(slots=True)
+class Holder:
+    """What the endpoints read. The daemon inside is swapped on reload."""
+
+    daemon: Daemon | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    ready_when_yellow: bool = False
+
+
+HOLDER = web.AppKey("holder", Holder)
+
+
+def _ready(holder: Holder) -> tuple[bool, str]:
+    daemon = holder.daemon
+    if daemon is None:
+        return False, "starting"
+    d = daemon.decision
+    ok = d.verdict is Verdict.GREEN or (d.verdict is Verdict.YELLOW and holder.ready_when_yellow)
+    why = "; ".join(r.detail or f"{r.probe} {r.outcome}" for r in d.reasons[:3])
+    return ok, f"{d.verdict} score={d.score}" + (f": {why}" if why else "")
+
+
+async def livez(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ok, text = _ready(request.app[HOLDER])
+    return web.Response(text=text + "\n", status=200 if ok else 503)
+
+
+async def active(request: web.Request) -> web.Response:
+    holder = request.app[HOLDER]
+    ok, text = _ready(holder)
+    is_active = holder.daemon is not None and holder.daemon.decision.active
+    if ok and not is_active:
+        return web.Response(text="healthy but not the active node\n", status=503)
+    return web.Response(text=text + "\n", status=200 if ok else 503)
+
+
+async def status(request: web.Request) -> web.Response:
+    daemon = request.app[HOLDER].daemon
+    body: dict[str, Any] = (
+        daemon.status() if daemon else {"verdict": None, "source": "daemon", "detail": "starting"}
+    )
+    return web.Response(text=json.dumps(body, default=str), content_type="application/json")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    holder = request.app[HOLDER]
+    if holder.daemon is not None:
+        holder.metrics.on_decision(holder.daemon.decision)
+    return web.Response(
+        body=generate_latest(holder.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def make_app(holder: Holder) -> web.Application:
+    # Requests are GETs with no body: 8 KiB is plenty, and bounds a hostile client.
+    app = web.Application(client_max_size=8192)
+    app[HOLDER] = holder
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/active", active)
+    app.router.add_get("/status", status)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def start_server(holder: Holder, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(
+        make_app(holder), access_log=None, keepalive_timeout=15, shutdown_timeout=2
+    )
+    await runner.setup()
+    await web.TCPSite(runner, host, port, backlog=64).start()
+    return runner

@@ -1,0 +1,211 @@
+"""`sipwatch run` as a real process against a real Kamailio: endpoints, verdict changes,
+SIGHUP reload (bad config kept out), SIGTERM, hostile HTTP clients."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from sipwatch.testbed import free_port
+
+pytestmark = pytest.mark.peers
+SIPWATCH = str(Path(sys.executable).parent / "sipwatch")
+
+POLICY = """
+startup_grace_s = 0.0
+[defaults]
+fall = 2
+rise = 2
+window_failures = 3
+window_s = 10.0
+[kinds.sip_options]
+role = "critical"
+"""
+
+
+def config(
+    uri: str, port: int, names: tuple[str, ...] = ("pbx-udp",), interval: float = 0.3
+) -> str:
+    probes = "".join(
+        f'[[probes]]\nname = "{n}"\nkind = "sip_options"\nuri = "{uri}"\n'
+        f"interval_s = {interval}\ntimeout_s = 0.2\n"
+        for n in names
+    )
+    return f'policy = "policy.toml"\n[daemon]\nhttp_port = {port}\n{probes}'
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def wait_for(pred, timeout_s: float = 8.0, step: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+@pytest.fixture
+def daemon(kam, tmp_path):
+    (tmp_path / "policy.toml").write_text(POLICY)
+    cfg = tmp_path / "sipwatch.toml"
+    port = free_port("tcp")
+    cfg.write_text(config(kam.uri("udp", user="ping"), port))
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: _listening(port))
+        yield proc, port, cfg, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_endpoints_follow_the_pbx(daemon, kam):
+    proc, port, _, _ = daemon
+    assert get(port, "/livez") == (200, "ok\n")
+    wait_for(lambda: get(port, "/readyz")[0] == 200)
+    assert get(port, "/active")[0] == 200
+    status = json.loads(get(port, "/status")[1])
+    assert status["verdict"] == "green" and status["source"] == "daemon"
+    probe = status["probes"]["pbx-udp"]
+    assert probe["runs"] >= 1 and probe["last"]["outcome"] == "ok"
+    assert probe["rtt_ewma_ms"] is not None and probe["rtt_p95_ms"] is not None
+    metrics = get(port, "/metrics")[1]
+    assert 'sipwatch_probe_success{kind="sip_options",probe="pbx-udp"} 1.0' in metrics
+    assert "sipwatch_verdict 0.0" in metrics
+
+    kam.set_fault("OPTIONS", drop=True)
+    # yellow while failures accumulate (not down yet), red once `fall` is reached
+    code, _ = wait_for(lambda: (r := get(port, "/readyz"))[1].startswith("red") and r)
+    assert code == 503
+    assert get(port, "/active")[0] == 503
+    assert "sipwatch_verdict 2.0" in get(port, "/metrics")[1]
+    failures = json.loads(get(port, "/status")[1])["probes"]["pbx-udp"]["recent_failures"]
+    assert failures and failures[-1]["outcome"] == "timeout"
+
+    kam.clear_faults()
+    wait_for(lambda: get(port, "/readyz")[0] == 200)
+    assert proc.poll() is None
+
+
+def test_sighup_reload_rejects_bad_config_and_takes_good(daemon, kam):
+    proc, port, cfg, log = daemon
+    wait_for(lambda: get(port, "/readyz")[0] == 200)
+    good = cfg.read_text()
+    cfg.write_text(good + "\n[sip]\nt1_s = -1\n")
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: b"reload_rejected" in log.read_bytes())
+    assert get(port, "/readyz")[0] == 200 and proc.poll() is None
+    assert list(json.loads(get(port, "/status")[1])["probes"]) == ["pbx-udp"]
+
+    cfg.write_text(config(kam.uri("udp", user="ping"), port, names=("pbx-udp", "pbx-udp-2")))
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "pbx-udp-2" in json.loads(get(port, "/status")[1])["probes"])
+    status = json.loads(get(port, "/status")[1])
+    assert status["verdict"] == "green"
+    assert status["probes"]["pbx-udp"]["runs"] > 1  # history carried over the reload
+
+
+def test_sigterm_exits_zero_within_bound(daemon):
+    proc, port, _, log = daemon
+    wait_for(lambda: get(port, "/readyz")[0] == 200)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert time.monotonic() - started < 3
+    assert b"event=exit code=0" in log.read_bytes()
+
+
+def test_hostile_http_clients_do_not_stop_probing(daemon):
+    proc, port, _, _ = daemon
+    wait_for(lambda: get(port, "/readyz")[0] == 200)
+    runs = json.loads(get(port, "/status")[1])["probes"]["pbx-udp"]["runs"]
+    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+    try:
+        for s in slow:
+            s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")  # never finishes the request
+        with socket.create_connection(("127.0.0.1", port)) as junk:
+            junk.sendall(b"\x16\x03\x01garbage\r\n\r\n")
+            junk.settimeout(2)
+            assert junk.recv(100).startswith(b"HTTP/1.0 400")
+        with socket.create_connection(("127.0.0.1", port)) as big:
+            big.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 100000 + b"\r\n\r\n")
+            big.settimeout(2)
+            head = big.recv(100)
+        assert head.split(b" ")[1].startswith(b"4"), head  # refused, not served
+        time.sleep(1.0)
+        later = json.loads(get(port, "/status")[1])["probes"]["pbx-udp"]["runs"]
+        assert later >= runs + 2, (runs, later)  # probing went on
+    finally:
+        for s in slow:
+            s.close()
+    assert proc.poll() is None
+
+
+def test_bad_config_at_start_exits_6(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[sip]\nt1_s = 0\n")
+    proc = subprocess.run(
+        [SIPWATCH, "run", "--config", str(cfg)], capture_output=True, text=True, timeout=20
+    )
+    assert proc.returncode == 6
+    assert "sip.t1_s" in proc.stdout + proc.stderr
+
+
+def check(cfg: Path, *extra: str) -> tuple[int, dict]:
+    proc = subprocess.run(
+        [SIPWATCH, "check", "--config", str(cfg), "--json", *extra],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_check_asks_the_running_daemon(daemon, kam):
+    _, port, cfg, _ = daemon
+    wait_for(lambda: get(port, "/readyz")[0] == 200)
+    code, out = check(cfg)
+    assert (code, out["source"], out["verdict"]) == (0, "daemon", "green")
+    code, out = check(cfg, "--no-daemon")
+    assert (code, out["source"]) == (0, "probed")
+
+    kam.set_fault("OPTIONS", drop=True)
+    wait_for(lambda: get(port, "/readyz")[1].startswith("red"))
+    code, out = check(cfg)
+    assert (code, out["source"], out["verdict"]) == (1, "daemon", "red")
+    kam.clear_faults()
+
+
+def test_check_probes_itself_when_no_daemon_answers(kam, tmp_path):
+    (tmp_path / "policy.toml").write_text(POLICY)
+    cfg = tmp_path / "sipwatch.toml"
+    cfg.write_text(config(kam.uri("udp", user="ping"), free_port("tcp")))
+    code, out = check(cfg)
+    assert (code, out["source"], out["verdict"]) == (0, "probed", "green")

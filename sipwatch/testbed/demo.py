@@ -108,6 +108,215 @@ def _step(
         kam.clear_faults()
 
 
+DAEMON_CONFIG = """\
+# `sipwatch run` as the demo starts it: its own PBX, a dry-run Pacemaker agent working on a
+# file CIB (3 nodes, the VIP + PBX group g_pbx on n1), the HTTP endpoint on loopback.
+policy = "{policy}"
+
+[daemon]
+http_host = "127.0.0.1"
+http_port = {http_port}
+
+[cluster]
+agent = "health_attribute"
+dry_run = true
+node = "n1"
+resource = "g_pbx"
+cib_file = "{cib}"
+freeze_file = "{base}/freeze"
+
+[[probes]]
+name = "pbx-udp"
+kind = "sip_options"
+uri = "{udp}"
+interval_s = 0.5
+timeout_s = 0.4
+
+[[probes]]
+name = "pbx-tcp"
+kind = "sip_options"
+uri = "{tcp}"
+interval_s = 0.5
+timeout_s = 0.4
+
+[[probes]]
+name = "pbx-process"
+kind = "pbx_process"
+pidfile = "{pidfile}"
+process_name = "kamailio"
+interval_s = 0.5
+timeout_s = 0.4
+
+[[probes]]
+name = "pbx-register"
+kind = "sip_register"
+uri = "{reg}"
+password_file = "{pwfile}"
+interval_s = 2.0
+timeout_s = 1.0
+"""
+
+#: The demo's policy: the shipped "fast" one, without its startup grace, so that the
+#: verdict moves within seconds.
+DEMO_POLICY = """\
+description = "demo: fast, no startup grace"
+startup_grace_s = 0.0
+[defaults]
+fall = 2
+rise = 2
+window_failures = 3
+window_s = 10.0
+[kinds.sip_options]
+role = "critical"
+[kinds.sip_register]
+role = "major"
+[kinds.pbx_process]
+role = "critical"
+fall = 1
+"""
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return 0, str(exc)
+
+
+def _wait_verdict(port: int, want: str, timeout_s: float = 15.0) -> float | None:
+    """Poll /readyz until the verdict is `want`; a progress line while waiting."""
+    started = time.monotonic()
+    while (waited := time.monotonic() - started) < timeout_s:
+        _, body = _get(port, "/readyz")
+        body = body.strip()
+        if body.startswith(want):
+            print(f"\r   verdict {want} after {waited:4.1f} s{' ' * 30}", flush=True)
+            return waited
+        print(
+            f"\r   waiting for verdict {want} ... {waited:4.1f} s ({body.split(':')[0][:30]})",
+            end="",
+            flush=True,
+        )
+        time.sleep(0.2)
+    print(flush=True)
+    _say(f"   !! verdict still not {want} after {timeout_s:g} s")
+    return None
+
+
+def _show_status(port: int, actions_since: int = 0) -> int:
+    import json
+
+    status = json.loads(_get(port, "/status")[1])
+    _say(
+        f"   /status: verdict {status['verdict']}, score {status['score']}, "
+        f"eligible {status['eligible']}"
+    )
+    for name, probe in status["probes"].items():
+        last = probe["last"] or {}
+        rtt = probe["rtt_ewma_ms"]
+        _say(
+            f"     {name:<13} {last.get('outcome', '-'):<10} runs {probe['runs']:<4} "
+            f"rtt ewma {rtt if rtt is not None else '-'} ms"
+        )
+    for reason in status["reasons"][:3]:
+        _say(f"     reason: {reason['probe'] or '(score)'} {reason['outcome']}: {reason['detail']}")
+    actions = status["actions"]
+    for action in actions[actions_since:]:
+        _say(
+            f"     action: {action['action']} -> {action['result']}: "
+            f"{action.get('summary') or action.get('detail')}"
+        )
+    return len(actions)
+
+
+def _daemon_part(base: Path, kam: KamailioPeer, pwfile: Path) -> int:
+    """`sipwatch run` against the PBX, a dry-run Pacemaker agent, faults, recovery."""
+    import subprocess
+
+    from sipwatch.testbed import free_port
+    from sipwatch.testbed.pacemaker import FileCluster
+
+    _say()
+    _say("== the daemon: `sipwatch run` with its HTTP endpoint and a DRY-RUN Pacemaker agent")
+    cib = FileCluster.build(base / "cib.xml")
+    _say(
+        f"   file CIB {cib.path}: nodes n1 n2 n3, group g_pbx on "
+        f"{', '.join(sorted(cib.placement()))} (node-health-strategy=migrate-on-red)"
+    )
+    (base / "policy.toml").write_text(DEMO_POLICY)
+    port = free_port("tcp")
+    config = base / "daemon.toml"
+    config.write_text(
+        DAEMON_CONFIG.format(
+            policy=base / "policy.toml",
+            http_port=port,
+            cib=cib.path,
+            base=base,
+            udp=kam.uri("udp", user="ping"),
+            tcp=kam.uri("tcp", user="ping"),
+            pidfile=kam.rundir / "kamailio.pid",
+            reg=kam.uri("udp"),
+            pwfile=pwfile,
+        )
+    )
+    log = base / "daemon.log"
+    sipwatch = str(Path(sys.executable).parent / "sipwatch")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sipwatch, "run", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    failures = 0
+    try:
+        _say(
+            f"   sipwatch run (pid {proc.pid}) on http://127.0.0.1:{port} "
+            "(/livez /readyz /active /status /metrics)"
+        )
+        failures += _wait_verdict(port, "green") is None
+        seen = _show_status(port)
+
+        _say()
+        _say("== fault: the PBX drops every OPTIONS (kamcmd switch)")
+        kam.set_fault("OPTIONS", drop=True)
+        failures += _wait_verdict(port, "red") is None
+        time.sleep(0.5)  # the action runs off the event loop
+        seen = _show_status(port, seen)
+        kam.clear_faults()
+        failures += _wait_verdict(port, "green") is None
+        seen = _show_status(port, seen)
+
+        _say()
+        _say("== fault: the whole PBX process group stopped (SIGSTOP): hung")
+        os.killpg(kam.pid, signal.SIGSTOP)
+        try:
+            failures += _wait_verdict(port, "red") is None
+            time.sleep(0.5)
+            seen = _show_status(port, seen)
+        finally:
+            os.killpg(kam.pid, signal.SIGCONT)
+        failures += _wait_verdict(port, "green") is None
+        _say(
+            f"   the CIB was not touched (dry run): g_pbx still on "
+            f"{', '.join(sorted(cib.placement()))}, #health-sipwatch on n1 = "
+            f"{cib.node_attribute('n1', '#health-sipwatch')}"
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait(5)
+        _say(f"   sipwatch run stopped (SIGTERM), exit {code}; its log: {log}")
+        failures += code != 0
+    return failures
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -179,6 +388,8 @@ def run_demo(rundir: str | None = None) -> int:
             failures += sum(1 for r in got if str(r.outcome) != "timeout")
         finally:
             os.killpg(kam.pid, signal.SIGCONT)
+
+        failures += _daemon_part(base, kam, pwfile)
 
         _say()
         _say("== fault: PBX stopped; nothing listens -> refused at once (ICMP / RST)")

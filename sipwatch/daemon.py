@@ -91,6 +91,9 @@ class Daemon:
         self.on_result = on_result
         self.on_decision = on_decision
         self.on_action = on_action
+        # What /status says about the config this daemon runs (e.g. its sha256, so that
+        # `sipwatch check` knows the verdict is about the same config).
+        self.meta: dict[str, Any] = {}
         self.started_wall = wall()
         self.state: PolicyState = initial_state(clock())
         self.decision: Decision = decide(self.state, policy, clock())
@@ -319,4 +322,5 @@ class Daemon:
             "probes": probes,
             "actions": actions[-50:],
             "source": "daemon",
+            **self.meta,
         }

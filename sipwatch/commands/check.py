@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sipwatch.config import Settings
     from sipwatch.model import Decision, ProbeResult
     from sipwatch.policy import Policy
@@ -90,11 +90,11 @@ def configure(subparsers: Any) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Health:
+class Health(NamedTuple):
     """A decision and the results it was made from. `source`: "probed" (this process ran
     every probe once) or "daemon" (the running daemon's answer, from its history).
-    `mode`: "one_shot" or "history"."""
+    `mode`: "one_shot" or "history". (A NamedTuple, not a dataclass: importing dataclasses
+    costs the OCF monitor's frequent `check` runs several milliseconds.)"""
 
     decision: Decision
     results: tuple[ProbeResult, ...]
@@ -104,6 +104,17 @@ class Health:
 
 def run(args: argparse.Namespace) -> int:
     from sipwatch.errors import ConfigError
+
+    if not args.no_daemon and args.policy is None and args.format != "nagios":
+        quick = ask_daemon_quickly(args.config)
+        if quick is not None:
+            health, policy_name = quick
+            code = exit_code(health.decision, health.results)
+            printer = _print_json if args.format == "json" else _print_text
+            from pathlib import Path
+
+            printer(health, code, Path(policy_name))
+            return code
 
     try:
         settings, policy, policy_file = _load(args.config, args.policy)
@@ -125,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load(config: str, policy_ref: str | None) -> tuple[Settings, Policy, Path]:
-    from sipwatch.config import find_config, load_settings
+    from sipwatch.catalog import find_config
+    from sipwatch.config import load_settings
     from sipwatch.errors import ConfigError
     from sipwatch.policy import load_policy, policy_path
 
@@ -142,6 +154,69 @@ def _load(config: str, policy_ref: str | None) -> tuple[Settings, Policy, Path]:
 def obtain(settings: Settings, policy: Policy, *, use_daemon: bool = True) -> Health:
     """The node's health: the daemon's answer when it gives one, else probe once here."""
     return (ask_daemon(settings) if use_daemon else None) or probe_once(settings, policy)
+
+
+def ask_daemon_quickly(config: str) -> tuple[Health, str] | None:
+    """The daemon's answer without loading the configuration machinery (pydantic, probe
+    modules): the OCF monitor calls `check` every few seconds. Trusted only when the daemon
+    reports the same config file content (sha256) as the file this check would load; the
+    endpoint comes from the raw file and SIPWATCH_DAEMON__HTTP_HOST/PORT. Anything unusual
+    (no daemon, another config, a bad file) returns None and the full path decides."""
+    import hashlib
+    import json
+    import os
+    import tomllib
+
+    from sipwatch.catalog import find_config
+    from sipwatch.errors import ConfigError
+
+    try:
+        raw = find_config(config).read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (OSError, ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    section = data.get("daemon", {})
+    host = os.environ.get("SIPWATCH_DAEMON__HTTP_HOST", section.get("http_host", "127.0.0.1"))
+    try:
+        port = int(os.environ.get("SIPWATCH_DAEMON__HTTP_PORT", section.get("http_port", 9160)))
+    except (TypeError, ValueError):
+        return None
+    if not port:
+        return None
+    body = _http_get(str(host), port, "/status", timeout_s=0.5)
+    if body is None:
+        return None
+    try:
+        status = json.loads(body)
+        if status.get("config_sha256") != hashlib.sha256(raw).hexdigest():
+            return None
+        health = _health_from_status(status, set(status["probes"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return (health, str(status.get("policy", ""))) if health is not None else None
+
+
+def _http_get(host: str, port: int, path: str, *, timeout_s: float) -> bytes | None:
+    """A bounded HTTP/1.0 GET on a plain socket (urllib costs more to import than the
+    whole answer takes). None unless the answer is a 200."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > 1 << 22:
+                    return None
+    except OSError:
+        return None
+    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    if not sep or head.split(b" ", 2)[1:2] != [b"200"]:
+        return None
+    return body
 
 
 def ask_daemon(settings: Settings) -> Health | None:

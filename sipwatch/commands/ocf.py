@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-AGENT_DIR = Path("usr/lib/ocf/resource.d/sipwatch")
+if TYPE_CHECKING:
+    from pathlib import Path
+
+AGENT_DIR = "usr/lib/ocf/resource.d/sipwatch"
 AGENT_NAME = "sipwatch"
 _DEFAULT_LINE = 'OCF_RESKEY_sipwatch_default="sipwatch"'
 _UNSAFE = set('"$`\\\n')
@@ -48,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(agent_text())
         return 0
     try:
+        from pathlib import Path
+
         path = install(Path(args.root), sipwatch=args.sipwatch)
     except (OSError, ValueError) as exc:
         print(f"sipwatch: cannot install the OCF agent: {exc}", file=sys.stderr)
@@ -66,6 +70,7 @@ def this_sipwatch() -> str:
     """The sipwatch executable next to this Python (a venv's bin/), else the one on PATH."""
     import os
     import shutil
+    from pathlib import Path
 
     beside = Path(sys.executable).parent / "sipwatch"
     if beside.is_file() and os.access(beside, os.X_OK):
@@ -75,6 +80,7 @@ def this_sipwatch() -> str:
 
 def install(root: Path, *, sipwatch: str | None = None) -> Path:
     """Install the agent under `root`; returns its path. OSError/ValueError on failure."""
+    import contextlib
     import os
     import tempfile
 
@@ -95,6 +101,7 @@ def install(root: Path, *, sipwatch: str | None = None) -> Path:
         os.chmod(tmp, 0o755)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     return target

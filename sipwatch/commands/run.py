@@ -33,29 +33,35 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_main(args))
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, str]]:
+    """Settings, policy, and what /status reports about the config (its path and sha256,
+    which `sipwatch check` compares before trusting this daemon's verdict)."""
+    import hashlib
+
+    from sipwatch.catalog import find_config
     from sipwatch.config import load_settings
+    from sipwatch.errors import ConfigError
     from sipwatch.policy import load_policy
 
     settings = load_settings(args.config)
+    path = find_config(args.config)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     if args.http:
         host, _, port = args.http.rpartition(":")
-        settings = settings.model_copy(
-            update={
-                "daemon": settings.daemon.model_copy(
-                    update={"http_host": host or "127.0.0.1", "http_port": int(port)}
-                )
-            }
+        daemon = settings.daemon.model_copy(
+            update={"http_host": host or "127.0.0.1", "http_port": int(port)}
         )
+        settings = settings.model_copy(update={"daemon": daemon})
     if args.log_format:
         settings = settings.model_copy(update={"log_format": args.log_format})
-    from sipwatch.config import find_config
-
-    policy = load_policy(settings.policy, relative_to=find_config(args.config).parent)
-    return settings, policy
+    policy = load_policy(settings.policy, relative_to=path.parent)
+    return settings, policy, {"config_path": str(path.resolve()), "config_sha256": digest}
 
 
-def _make_daemon(settings: Any, policy: Any, holder: Any) -> Any:
+def _make_daemon(settings: Any, policy: Any, meta: dict[str, str], holder: Any) -> Any:
     from sipwatch.daemon import Daemon, DaemonOptions
 
     d = settings.daemon
@@ -70,6 +76,7 @@ def _make_daemon(settings: Any, policy: Any, holder: Any) -> Any:
         on_decision=holder.metrics.on_decision,
         policy_name=settings.policy,
     )
+    daemon.meta = dict(meta)
     return daemon
 
 
@@ -91,7 +98,7 @@ async def _main(args: argparse.Namespace) -> int:
     from sipwatch.http import Holder, start_server
 
     try:
-        settings, policy = _load(args)
+        settings, policy, meta = _load(args)
     except ConfigError as exc:
         print(f"sipwatch: {exc}")
         return EXIT_CONFIG
@@ -99,7 +106,7 @@ async def _main(args: argparse.Namespace) -> int:
     log = logging.getLogger("sipwatch.run")
     holder = Holder(ready_when_yellow=settings.daemon.ready_when_yellow)
     try:
-        holder.daemon = _make_daemon(settings, policy, holder)
+        holder.daemon = _make_daemon(settings, policy, meta, holder)
     except ConfigError as exc:
         log.error("event=config_invalid error=%r", str(exc))
         print(f"sipwatch: {exc}")
@@ -148,14 +155,14 @@ async def _main(args: argparse.Namespace) -> int:
                 return 0
             reload.clear()
             try:
-                new_settings, new_policy = _load(args)
-                new_daemon = _make_daemon(new_settings, new_policy, holder)
+                new_settings, new_policy, new_meta = _load(args)
+                new_daemon = _make_daemon(new_settings, new_policy, new_meta, holder)
             except ConfigError as exc:
                 log.error("event=reload_rejected keeping=old_config error=%r", str(exc))
                 continue  # the running daemon goes on untouched
             stop.set()
             await _bounded(task, settings.daemon.shutdown_timeout_s, log)
-            settings, policy = new_settings, new_policy
+            settings = new_settings
             new_daemon.adopt(holder.daemon)
             holder.daemon = new_daemon
             holder.ready_when_yellow = settings.daemon.ready_when_yellow

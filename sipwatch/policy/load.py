@@ -19,7 +19,7 @@ from sipwatch.policy.schema import Policy
 def policy_path(name_or_path: str | Path, *, relative_to: Path | None = None) -> Path:
     """The file a policy reference means. A bare name ("default") is a shipped policy; a
     path (a suffix or a slash) is taken as is, or from `relative_to` when it is relative."""
-    from sipwatch.config import catalog_dirs
+    from sipwatch.catalog import catalog_dirs
 
     ref = Path(name_or_path)
     if ref.suffix or len(ref.parts) > 1:

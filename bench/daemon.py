@@ -25,11 +25,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from oneshot import wall  # bench/ is the script's directory: same watchdog-timed runner
 
 from sipwatch.testbed import free_port, start_kamailio
 
@@ -89,18 +90,6 @@ def wait_for(pred, timeout_s: float) -> float | None:  # type: ignore[no-untyped
             return time.monotonic() - started
         time.sleep(0.02)
     return None
-
-
-def wall(cmd: list[str]) -> tuple[float, int]:
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    watchdog = threading.Timer(30, proc.kill)
-    watchdog.start()
-    try:
-        rc = proc.wait()
-    finally:
-        watchdog.cancel()
-    return time.perf_counter() - started, rc
 
 
 def main() -> int:

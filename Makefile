@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 APT_PACKAGES := kamailio kamailio-tls-modules sip-tester sipsak dnsmasq-base iproute2 \
                 openssl ca-certificates python3-venv procps \
                 pacemaker pacemaker-cli-utils corosync resource-agents crmsh libxml2-utils \
-                podman buildah mmdebstrap catatonit
+                podman buildah mmdebstrap catatonit iptables
 # binaries whose absence means the apt step must run
 NEEDED_BINARIES := kamailio kamcmd sipp sipsak dnsmasq ip openssl crm_simulate cibadmin \
                    crm_attribute ocf-tester xmllint podman buildah mmdebstrap
@@ -79,3 +79,21 @@ image:
 # The image, compose.yaml and the systemd unit, as CI tests them.
 image-test: venv
 	$(PY) -m pytest tests/container -m container -q
+
+# The three-node HA lab (root): real corosync + Pacemaker + Kamailio + sipwatch in network
+# namespaces (sipwatch/testbed/lab.py, docs/lab.md). `make lab` runs the fault suite's CI
+# cases (also part of `make test`); `make lab-soak` the long cases (SIPWATCH_LAB_SOAK_S,
+# default 300 s of netem); `make lab-bench` the failover benchmark; `make lab-down` removes a
+# lab left up by `python -m sipwatch.testbed.lab up`.
+.PHONY: lab lab-soak lab-bench lab-down
+lab: setup
+	$(PY) -m pytest tests/lab -q -p no:cacheprovider
+
+lab-soak: setup
+	$(PY) -m pytest tests/lab -q -p no:cacheprovider -m lab_slow
+
+lab-bench: setup
+	$(PY) bench/failover.py -n $(or $(N),5)
+
+lab-down:
+	$(PY) -m sipwatch.testbed.lab down

@@ -1,0 +1,1138 @@
+"""A three-node SIP PBX HA lab: real corosync + Pacemaker + Kamailio + sipwatch in namespaces.
+
+Owns: bringing the lab up and tearing it down (one call each; also `python -m
+sipwatch.testbed.lab up|down|status`), the fault injectors the fault suite and the failover
+benchmark use, and the observations they assert on (who holds the VIP, who answers the
+client's OPTIONS, where Pacemaker placed the group, sipwatch's audit log).
+Must not know: sipwatch's own cluster code — this is the independent side of the lab tests.
+
+Topology (addresses exist only inside the lab's namespaces; nothing here ever sends a packet
+to them from the host namespace — host-side code only runs `ip -n`, `nsenter` and reads files):
+
+    swlab-sw     the switch: bridge br0, one veth port per host
+    swlab-n1..3  PBX nodes 10.250.0.11-13, eth0; VIP 10.250.0.100 (p_vip, IPaddr2)
+    swlab-cl     the phones: 10.250.0.50
+    swlab-ivr    the IVR/Queue server: 10.250.0.60 (a Kamailio answering OPTIONS)
+
+Each node runs in its own network, mount, UTS and PID namespace (lab_init.py is its PID 1):
+private /etc/corosync, /var/lib/{corosync,pacemaker}, logs, a copy of resource.d holding the
+`sipwatch` provider (the OCF shim and `labpbx`, the lab's PBX agent), tmpfs /run and /dev/shm.
+corosync (knet, token 1000) and pacemakerd start from a pre-seeded CIB; the group g_pbx =
+p_vip + p_pbx prefers n1. mode "sipwatch": p_pbx is ocf:sipwatch:labpbx and `sipwatch run`
+publishes #health-sipwatch (node-health-strategy=migrate-on-red); mode "stock": p_pbx is
+ocf:heartbeat:kamailio (sipsak monitor, migration-threshold=1), no sipwatch — the baseline.
+
+Safety: every external command is an argv list with a timeout; every wait is bounded;
+teardown kills only the node inits this lab started (by PID, after checking the command line:
+killing a PID namespace's init ends every process in it) and the IVR Kamailio (by PID), and
+deletes only the namespaces and directories its state file lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sipwatch.testbed import rawsip
+from sipwatch.testbed.kamailio import KamailioPeer, _render, start_kamailio
+from sipwatch.testbed.netns import Netns, run_in
+from sipwatch.testbed.process import TestbedError, require_tool
+
+__all__ = ["NODES", "VIP", "Lab", "LabConfig", "lab_up"]
+
+NODES = ("n1", "n2", "n3")
+SUBNET = "10.250.0"
+NODE_IP = {"n1": f"{SUBNET}.11", "n2": f"{SUBNET}.12", "n3": f"{SUBNET}.13"}
+VIP = f"{SUBNET}.100"
+CLIENT_IP = f"{SUBNET}.50"
+IVR_IP = f"{SUBNET}.60"
+PREFIX = "swlab"
+BASE_DIR = Path("/tmp/sipwatch-lab")
+STATE_FILE = BASE_DIR / "state.json"
+RUN = "/run/sipwatch-lab"  # inside each node (tmpfs)
+PBX_PIDFILE = f"{RUN}/kamailio.pid"
+PBX_CTL = f"{RUN}/kamailio_ctl"
+CMD_TIMEOUT_S = 15.0
+
+# The lab's PBX agent: Kamailio with the testbed config (fault switches), and a stop that
+# ends a hung PBX at once: a process group whose main process is stopped (SIGSTOP, state T)
+# is SIGKILLed without waiting; a running one gets SIGTERM and `stop_grace` seconds.
+LABPBX_AGENT = r"""#!/bin/sh
+# ocf:sipwatch:labpbx - Kamailio for sipwatch's HA lab (written by sipwatch.testbed.lab).
+: "${OCF_FUNCTIONS_DIR:=${OCF_ROOT:-/usr/lib/ocf}/lib/heartbeat}"
+. "${OCF_FUNCTIONS_DIR}/ocf-shellfuncs"
+: "${OCF_RESKEY_config:=/run/sipwatch-lab/kamailio.cfg}"
+: "${OCF_RESKEY_pidfile:=/run/sipwatch-lab/kamailio.pid}"
+: "${OCF_RESKEY_address:=127.0.0.1}"
+: "${OCF_RESKEY_port:=5060}"
+: "${OCF_RESKEY_stop_grace:=2}"
+: "${OCF_RESKEY_binary:=/usr/sbin/kamailio}"
+
+meta_data() {
+	cat <<END
+<?xml version="1.0"?>
+<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">
+<resource-agent name="labpbx" version="0.1.0">
+<version>1.1</version>
+<longdesc lang="en">Kamailio as the PBX of sipwatch's HA lab. Stop SIGKILLs a hung (SIGSTOPped)
+process group at once, a running one after stop_grace seconds of SIGTERM.</longdesc>
+<shortdesc lang="en">sipwatch lab PBX (Kamailio)</shortdesc>
+<parameters>
+<parameter name="config">
+<longdesc lang="en">kamailio.cfg</longdesc>
+<shortdesc lang="en">config</shortdesc>
+<content type="string" default="/run/sipwatch-lab/kamailio.cfg"/>
+</parameter>
+<parameter name="pidfile">
+<longdesc lang="en">pidfile</longdesc>
+<shortdesc lang="en">pidfile</shortdesc>
+<content type="string" default="/run/sipwatch-lab/kamailio.pid"/>
+</parameter>
+<parameter name="address">
+<longdesc lang="en">listen address (the VIP)</longdesc>
+<shortdesc lang="en">address</shortdesc>
+<content type="string" default="127.0.0.1"/>
+</parameter>
+<parameter name="port">
+<longdesc lang="en">UDP port</longdesc>
+<shortdesc lang="en">port</shortdesc>
+<content type="integer" default="5060"/>
+</parameter>
+<parameter name="stop_grace">
+<longdesc lang="en">seconds of SIGTERM before SIGKILL</longdesc>
+<shortdesc lang="en">stop grace</shortdesc>
+<content type="integer" default="2"/>
+</parameter>
+<parameter name="binary">
+<longdesc lang="en">kamailio binary</longdesc>
+<shortdesc lang="en">binary</shortdesc>
+<content type="string" default="/usr/sbin/kamailio"/>
+</parameter>
+</parameters>
+<actions>
+<action name="start" timeout="20s"/>
+<action name="stop" timeout="10s"/>
+<action name="monitor" timeout="5s" interval="1s"/>
+<action name="meta-data" timeout="5s"/>
+<action name="validate-all" timeout="5s"/>
+</actions>
+</resource-agent>
+END
+}
+
+pbx_pid() {
+	pid=$(cat "$OCF_RESKEY_pidfile" 2>/dev/null)
+	case "$pid" in ''|*[!0-9]*) return 1 ;; esac
+	[ -d "/proc/$pid" ] || return 1
+	state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
+	[ "$state" = Z ] && return 1
+	echo "$pid"
+}
+
+# The port is bound on the address: /proc/net/udp, address and port in hex.
+pbx_bound() {
+	hexport=$(printf '%04X' "$OCF_RESKEY_port")
+	hexaddr=$(echo "$OCF_RESKEY_address" | awk -F. '{printf "%02X%02X%02X%02X", $4, $3, $2, $1}')
+	grep -q " ${hexaddr}:${hexport} " /proc/net/udp
+}
+
+pbx_monitor() {
+	if ! pid=$(pbx_pid); then
+		if [ -f "$OCF_RESKEY_pidfile" ] && ! ocf_is_probe; then
+			ocf_exit_reason "kamailio (pidfile $OCF_RESKEY_pidfile) is gone"
+			return "$OCF_ERR_GENERIC"
+		fi
+		return "$OCF_NOT_RUNNING"
+	fi
+	return "$OCF_SUCCESS"
+}
+
+pbx_start() {
+	pbx_monitor && return "$OCF_SUCCESS"
+	rm -f "$OCF_RESKEY_pidfile"
+	mkdir -p "$(dirname "$OCF_RESKEY_pidfile")"
+	"$OCF_RESKEY_binary" -f "$OCF_RESKEY_config" -P "$OCF_RESKEY_pidfile" \
+		-Y "$(dirname "$OCF_RESKEY_pidfile")" >/dev/null 2>&1 </dev/null
+	while :; do   # bounded by the start timeout
+		if pbx_pid >/dev/null && pbx_bound; then
+			return "$OCF_SUCCESS"
+		fi
+		sleep 0.05
+	done
+}
+
+pbx_group_gone() {
+	! kill -0 -- "-$1" 2>/dev/null
+}
+
+pbx_stop() {
+	if ! pid=$(pbx_pid); then
+		rm -f "$OCF_RESKEY_pidfile"
+		return "$OCF_SUCCESS"
+	fi
+	state=$(sed 's/.*) //' "/proc/$pid/stat" | cut -d' ' -f1)
+	pgid=$(sed 's/.*) //' "/proc/$pid/stat" | cut -d' ' -f3)
+	if [ "$state" = T ] || [ "$state" = t ]; then
+		ocf_log warn "kamailio $pid is stopped (hung): SIGKILL to its process group $pgid"
+		kill -s KILL -- "-$pgid"
+	else
+		kill -s TERM -- "-$pgid"
+		kill -s CONT -- "-$pgid"
+		waited=0
+		while ! pbx_group_gone "$pgid" && [ "$waited" -lt $((OCF_RESKEY_stop_grace * 10)) ]; do
+			sleep 0.1
+			waited=$((waited + 1))
+		done
+		if ! pbx_group_gone "$pgid"; then
+			ocf_log warn "kamailio $pid ignored SIGTERM for ${OCF_RESKEY_stop_grace}s: SIGKILL"
+			kill -s KILL -- "-$pgid"
+		fi
+	fi
+	while ! pbx_group_gone "$pgid"; do sleep 0.05; done   # bounded by the stop timeout
+	rm -f "$OCF_RESKEY_pidfile"
+	return "$OCF_SUCCESS"
+}
+
+case "$__OCF_ACTION" in
+meta-data)	meta_data; exit "$OCF_SUCCESS" ;;
+start)		pbx_start ;;
+stop)		pbx_stop ;;
+monitor|status)	pbx_monitor ;;
+validate-all)	[ -r "$OCF_RESKEY_config" ] || exit "$OCF_ERR_CONFIGURED"; exit "$OCF_SUCCESS" ;;
+*)		exit "$OCF_ERR_UNIMPLEMENTED" ;;
+esac
+exit $?
+"""
+
+COROSYNC_CONF = """\
+totem {
+    version: 2
+    cluster_name: swlab
+    transport: knet
+    crypto_cipher: none
+    crypto_hash: none
+    token: 1000
+}
+nodelist {
+@@NODES@@
+}
+quorum {
+    provider: corosync_votequorum
+}
+logging {
+    to_logfile: yes
+    logfile: /var/log/corosync/corosync.log
+    to_syslog: no
+    to_stderr: no
+    timestamp: on
+}
+"""
+
+# The lab policy: shipped "fast" with the graces shortened so consecutive faults in one test
+# module are judged at once (a node that just took over would otherwise stay yellow 15 s).
+LAB_POLICY_OVERRIDES = {"startup_grace_s": "3.0", "takeover_grace_s": "3.0"}
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    mode: str = "sipwatch"  # "sipwatch" or "stock" (ocf:heartbeat:kamailio baseline)
+    monitor_interval_s: float = 1.0  # p_pbx monitor interval
+    stop_timeout_s: float = 10.0  # p_pbx stop timeout (stock: 30 s as in the baseline)
+    probe_interval_s: float = 1.0  # sipwatch probes
+    sipwatch_python: str = sys.executable
+
+
+@dataclass
+class Node:
+    name: str
+    netns: str
+    dir: Path
+    proc: subprocess.Popen[bytes] | None = None  # `unshare` (our child)
+    init_pid: int = 0  # PID 1 of the node, as the host sees it
+
+    def root(self, path: str) -> Path:
+        """A path inside this node's mount namespace, readable from the host."""
+        return Path(f"/proc/{self.init_pid}/root{path}")
+
+
+@dataclass
+class Lab:
+    config: LabConfig = field(default_factory=LabConfig)
+    base: Path = BASE_DIR
+    nodes: dict[str, Node] = field(default_factory=dict)
+    namespaces: list[str] = field(default_factory=list)
+    ivr: KamailioPeer | None = None
+    up_s: float = 0.0
+    _impaired: dict[str, float] = field(default_factory=dict)
+
+    # -- bring-up -----------------------------------------------------------------------------
+    def up(self, timeout_s: float = 90.0) -> None:
+        """Build everything, start the cluster, wait until the client's OPTIONS via the VIP
+        are answered by n1 and every sipwatch is green. Tears down what it made on failure."""
+        if os.geteuid() != 0:
+            raise TestbedError("the lab needs root (namespaces, mounts)")
+        if STATE_FILE.exists():
+            raise TestbedError(f"a lab is already up ({STATE_FILE}): run `lab down` first")
+        for tool in ("ip", "unshare", "nsenter", "corosync", "pacemakerd", "kamailio", "tc"):
+            require_tool(tool)
+        started = time.monotonic()
+        self.base.mkdir(parents=True, exist_ok=True)
+        try:
+            self._write_state()
+            self._network()
+            self._ivr()
+            for name in NODES:
+                self._prepare_node(name)
+            self._write_state()
+            for name in NODES:
+                self.start_node(name)
+            self.wait_placement(timeout_s=timeout_s)
+            self.wait_served_by(self.active(), timeout_s=timeout_s)
+            if self.config.mode == "sipwatch":
+                self.wait_health_green(timeout_s=timeout_s)
+        except BaseException:
+            self.down()
+            raise
+        self.up_s = time.monotonic() - started
+
+    def _write_state(self) -> None:
+        state = {
+            "namespaces": self.namespaces,
+            "inits": {n.name: n.init_pid for n in self.nodes.values()},
+            "ivr_pid": self.ivr.pid if self.ivr else 0,
+            "base": str(self.base),
+            "mode": self.config.mode,
+        }
+        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        STATE_FILE.write_text(json.dumps(state, indent=1))
+
+    def _ns(self, tag: str) -> str:
+        name = f"{PREFIX}-{tag}"
+        if Path(f"/run/netns/{name}").exists():
+            raise TestbedError(f"namespace {name} exists already (a lab not torn down?)")
+        _run(["ip", "netns", "add", name])
+        self.namespaces.append(name)
+        _run(["ip", "-n", name, "link", "set", "lo", "up"])
+        return name
+
+    def _port(self, ns: str, tag: str, address: str) -> None:
+        """veth eth0 in `ns` <-> port p-TAG on the switch's bridge."""
+        sw = f"{PREFIX}-sw"
+        _run(["ip", "-n", sw, "link", "add", f"p-{tag}", "type", "veth",
+              "peer", "name", "eth0", "netns", ns])  # fmt: skip
+        _run(["ip", "-n", sw, "link", "set", f"p-{tag}", "master", "br0", "up"])
+        _run(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0"])
+        _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+
+    def _network(self) -> None:
+        sw = self._ns("sw")
+        _run(["ip", "-n", sw, "link", "add", "br0", "type", "bridge"])
+        _run(["ip", "-n", sw, "link", "set", "br0", "up"])
+        for name in NODES:
+            self._ns(name)
+            self._port(f"{PREFIX}-{name}", name, NODE_IP[name])
+        self._port(self._ns("cl"), "cl", CLIENT_IP)
+        self._port(self._ns("ivr"), "ivr", IVR_IP)
+
+    def _ivr(self) -> None:
+        self.ivr = start_kamailio(
+            self.base / "ivr",
+            host=IVR_IP,
+            tls=False,
+            netns=Netns(f"{PREFIX}-ivr"),
+            server_name="ivr",
+        )
+
+    def _prepare_node(self, name: str) -> None:
+        d = self.base / name
+        if d.exists():
+            shutil.rmtree(d)
+        for sub in ("etc-corosync", "var-lib-corosync", "log-pacemaker", "log-corosync"):
+            (d / sub).mkdir(parents=True)
+        for sub in ("cib", "pengine", "blackbox", "cores"):
+            (d / "var-lib-pacemaker" / sub).mkdir(parents=True)
+        _chown_tree(d / "var-lib-pacemaker")
+        _chown_tree(d / "log-pacemaker")
+        shutil.copytree("/usr/lib/ocf/resource.d", d / "resource.d", symlinks=True)
+        provider = d / "resource.d" / "sipwatch"
+        provider.mkdir(exist_ok=True)
+        agent = provider / "labpbx"
+        agent.write_text(LABPBX_AGENT)
+        agent.chmod(0o755)
+        _run([str(Path(self.config.sipwatch_python).parent / "sipwatch"), "ocf", "install",
+              "--root", str(d / "shim")])  # fmt: skip
+        shim = d / "shim" / "usr/lib/ocf/resource.d/sipwatch/sipwatch"
+        shutil.copy2(shim, provider / "sipwatch")
+        nodes_block = "\n".join(
+            f"    node {{\n        ring0_addr: {NODE_IP[n]}\n        name: {n}\n"
+            f"        nodeid: {i}\n    }}"
+            for i, n in enumerate(NODES, 1)
+        )
+        (d / "etc-corosync" / "corosync.conf").write_text(
+            COROSYNC_CONF.replace("@@NODES@@", nodes_block)
+        )
+        cib = d / "var-lib-pacemaker" / "cib" / "cib.xml"
+        cib.write_text(build_cib(self.config))
+        _chown_tree(d / "var-lib-pacemaker")
+        (d / "kamailio.cfg").write_text(pbx_cfg(name, stock=self.config.mode == "stock"))
+        if self.config.mode == "sipwatch":
+            (d / "lab-policy.toml").write_text(lab_policy())
+            (d / "sipwatch.toml").write_text(sipwatch_toml(name, d, self.config))
+        self.nodes[name] = Node(name=name, netns=f"{PREFIX}-{name}", dir=d)
+
+    def start_node(self, name: str, timeout_s: float = 30.0) -> None:
+        """Start the node's init, corosync, pacemakerd and (mode sipwatch) `sipwatch run`."""
+        node = self.nodes[name]
+        (node.dir / "ready").unlink(missing_ok=True)
+        argv = [
+            require_tool("ip"), "netns", "exec", node.netns,
+            require_tool("unshare"), "--mount", "--propagation", "private", "--uts",
+            "--pid", "--fork", "--kill-child", "--mount-proc",
+            self.config.sipwatch_python, "-m", "sipwatch.testbed.lab_init", str(node.dir), name,
+        ]  # fmt: skip
+        node.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=(node.dir / "init.log").open("ab"),
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        )
+        node.init_pid = _wait_child(node.proc.pid, timeout_s=10.0)
+        _wait(lambda: (node.dir / "ready").exists(), 10.0, f"{name}: init not ready")
+        ready = (node.dir / "ready").read_text()
+        if not ready.startswith("ok"):
+            raise TestbedError(f"{name}: init failed: {ready}")
+        self._write_state()
+        shutil.copy2(node.dir / "kamailio.cfg", node.root(f"{RUN}/kamailio.cfg"))
+        env = ["env", "PCMK_logfile=/var/log/pacemaker/pacemaker.log", "PCMK_logfacility=none",
+               "PCMK_debug=no"]  # fmt: skip
+        self.spawn(name, ["corosync", "-f"], "corosync")
+        _wait(
+            lambda: self.exec(name, ["corosync-cmapctl", "-g", "totem.cluster_name"],
+                              check=False).returncode == 0,
+            timeout_s, f"{name}: corosync did not start",
+        )  # fmt: skip
+        self.spawn(name, [*env, "pacemakerd"], "pacemakerd")
+        if self.config.mode == "sipwatch":
+            self.start_sipwatch(name)
+
+    def start_sipwatch(self, name: str) -> None:
+        node = self.nodes[name]
+        sipwatch = str(Path(self.config.sipwatch_python).parent / "sipwatch")
+        self.spawn(name, [sipwatch, "run", "--config", str(node.dir / "sipwatch.toml")],
+                   "sipwatch", log=node.dir / "sipwatch.log")  # fmt: skip
+
+    # -- running things inside a node ---------------------------------------------------------
+    def nsenter(self, name: str, argv: list[str]) -> list[str]:
+        node = self.nodes[name]
+        if not node.init_pid:
+            raise TestbedError(f"{name} is not running")
+        return [require_tool("nsenter"), "-t", str(node.init_pid), "-m", "-n", "-u", "-p",
+                "--", *argv]  # fmt: skip
+
+    def exec(
+        self, name: str, argv: list[str], *, timeout_s: float = CMD_TIMEOUT_S, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run argv inside node `name` and wait (bounded)."""
+        return _run(self.nsenter(name, argv), timeout_s=timeout_s, check=check)
+
+    def spawn(self, name: str, argv: list[str], tag: str, log: Path | None = None) -> int:
+        """Start a daemon inside node `name`, in its own session, orphaned to the node's init;
+        its PID (inside the node) goes to NODE_DIR/pids/TAG."""
+        node = self.nodes[name]
+        out = str(log) if log else "/dev/null"
+        script = 'setsid "$@" >"$OUT" 2>&1 </dev/null & echo $!'
+        done = _run(self.nsenter(name, ["env", f"OUT={out}", "sh", "-c", script, "sh", *argv]))
+        pid = int(done.stdout.strip())
+        (node.dir / "pids").mkdir(exist_ok=True)
+        (node.dir / "pids" / tag).write_text(str(pid))
+        return pid
+
+    def node_pid(self, name: str, tag: str) -> int:
+        return int((self.nodes[name].dir / "pids" / tag).read_text())
+
+    # -- observations -------------------------------------------------------------------------
+    def vip_holders(self) -> list[str]:
+        """Nodes whose eth0 holds the VIP right now (`ip -n NODE addr`)."""
+        held = []
+        for name in NODES:
+            out = _run(["ip", "-n", f"{PREFIX}-{name}", "-o", "-4", "addr", "show"],
+                       check=False).stdout  # fmt: skip
+            if f" {VIP}/" in out:
+                held.append(name)
+        return held
+
+    def live_nodes(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if node.proc and node.proc.poll() is None]
+
+    def crm_mon(self, via: str | None = None) -> ET.Element:
+        for name in [via] if via else self.live_nodes():
+            done = self.exec(name, ["crm_mon", "-1", "--output-as=xml"], check=False)
+            if done.returncode == 0:
+                return ET.fromstring(done.stdout)
+        raise TestbedError("crm_mon failed on every live node")
+
+    def placement(self, rsc: str = "p_pbx", via: str | None = None) -> list[str]:
+        root = self.crm_mon(via)
+        return sorted(
+            n.get("name", "")
+            for r in root.iter("resource")
+            if r.get("id") == rsc and r.get("role") == "Started"
+            for n in r.iter("node")
+        )
+
+    def active(self) -> str:
+        holders = self.vip_holders()
+        if len(holders) != 1:
+            raise TestbedError(f"VIP held by {holders}")
+        return holders[0]
+
+    def health(self, name: str, via: str | None = None) -> str | None:
+        done = self.exec(via or name, ["attrd_updater", "-Q", "-n", "#health-sipwatch",
+                                       "-N", name], check=False)  # fmt: skip
+        m = re.search(r'value="([^"]*)"', done.stdout)
+        return m.group(1) if m else None
+
+    def audit(self, name: str) -> list[dict[str, Any]]:
+        path = self.nodes[name].dir / "audit.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def client_options(self, timeout_s: float = 0.3) -> str | None:
+        """One OPTIONS from the client namespace to the VIP: the answering node ("n1"...), or
+        None without a 200."""
+        return run_in(Netns(f"{PREFIX}-cl"), _options_once, timeout_s, timeout_s=timeout_s + 5)
+
+    def wait_served_by(
+        self, node: str | None = None, *, not_by: str | None = None, timeout_s: float = 30.0
+    ) -> tuple[str, float]:
+        """Poll the client's OPTIONS via the VIP (every 50 ms, inside the client namespace)
+        until a node (`node`, or any but `not_by`) answers 200; (node, seconds waited)."""
+        got = run_in(
+            Netns(f"{PREFIX}-cl"),
+            _poll_served,
+            node,
+            not_by,
+            timeout_s,
+            timeout_s=timeout_s + 10,
+        )
+        if got is None:
+            raise TestbedError(
+                f"no 200 via the VIP from {node or f'a node other than {not_by}'} "
+                f"within {timeout_s} s (holders {self.vip_holders()})"
+            )
+        return got
+
+    def wait_placement(self, timeout_s: float = 60.0) -> str:
+        """Wait until g_pbx runs on exactly one node that also holds the VIP; that node."""
+        box: dict[str, str] = {}
+
+        def settled() -> bool:
+            try:
+                where = self.placement()
+            except TestbedError:
+                return False
+            holders = self.vip_holders()
+            if len(where) == 1 and holders == where:
+                box["node"] = where[0]
+                return True
+            return False
+
+        _wait(settled, timeout_s, "g_pbx did not settle on one node")
+        return box["node"]
+
+    def wait_health_green(self, timeout_s: float = 30.0) -> None:
+        live = self.live_nodes()
+        _wait(
+            lambda: all(self.health(n, via=live[0]) == "green" for n in live),
+            timeout_s,
+            "sipwatch did not publish green on every node",
+        )
+
+    @contextlib.contextmanager
+    def watch_vip(self, period_s: float = 0.1) -> Iterator[VipWatch]:
+        """Poll `ip -n NODE addr` for every node in a thread while the block runs."""
+        watch = VipWatch(self, period_s)
+        watch.start()
+        try:
+            yield watch
+        finally:
+            watch.stop()
+
+    # -- faults -------------------------------------------------------------------------------
+    def pbx_pid(self, name: str) -> int:
+        return int(self.nodes[name].root(PBX_PIDFILE).read_text().split()[0])
+
+    def pbx_pgid(self, name: str) -> int:
+        pid = self.pbx_pid(name)
+        stat = self.nodes[name].root(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[2])
+
+    def signal_pbx(self, name: str, sig: str) -> None:
+        """Send SIG (KILL, STOP, CONT) to the PBX's whole process group on `name`."""
+        self.exec(name, ["kill", "-s", sig, "--", f"-{self.pbx_pgid(name)}"])
+
+    def kamcmd(self, name: str, *args: str) -> str:
+        return self.exec(name, ["kamcmd", "-s", f"unix:{PBX_CTL}", *args]).stdout
+
+    def set_fault(self, name: str, switch: str, value: int) -> None:
+        """A fault switch of the testbed kamailio.cfg for OPTIONS (code, drop, delay_ms)."""
+        self.kamcmd(name, "htable.seti", "fault", f"OPTIONS.{switch}", str(value))
+
+    def clear_faults(self, name: str) -> None:
+        with contextlib.suppress(TestbedError):
+            self.kamcmd(name, "htable.flush", "fault")
+
+    def link(self, name: str, state: str, *, switch_side: bool = False) -> None:
+        if switch_side:
+            _run(["ip", "-n", f"{PREFIX}-sw", "link", "set", f"p-{name}", state])
+        else:
+            _run(["ip", "-n", f"{PREFIX}-{name}", "link", "set", "eth0", state])
+
+    def impair(self, name: str, loss_pct: float, delay_ms: int = 20, jitter_ms: int = 10) -> str:
+        """Loss and jitter on the node's egress (eth0): `tc netem` when the kernel has it;
+        otherwise (no sch_netem, as on this project's CI kernel) loss only, with an iptables
+        `statistic` rule in the node's namespace. Returns which one ("netem", "iptables")."""
+        ns = f"{PREFIX}-{name}"
+        done = _run(["tc", "-n", ns, "qdisc", "replace", "dev", "eth0", "root", "netem",
+                     "delay", f"{delay_ms}ms", f"{jitter_ms}ms", "distribution", "normal",
+                     "loss", f"{loss_pct}%"], check=False)  # fmt: skip
+        if done.returncode == 0:
+            return "netem"
+        if "unknown" not in done.stderr:
+            raise TestbedError(f"tc netem on {name}: {done.stderr}")
+        _run(["ip", "netns", "exec", ns, "iptables", *self._loss_rule("-A", loss_pct)])
+        self._impaired[name] = loss_pct
+        return "iptables"
+
+    def unimpair(self, name: str) -> None:
+        ns = f"{PREFIX}-{name}"
+        _run(["tc", "-n", ns, "qdisc", "del", "dev", "eth0", "root"], check=False)
+        loss = self._impaired.pop(name, None)
+        if loss is not None:
+            _run(["ip", "netns", "exec", ns, "iptables", *self._loss_rule("-D", loss)])
+
+    @staticmethod
+    def _loss_rule(op: str, loss_pct: float) -> list[str]:
+        return [op, "OUTPUT", "-o", "eth0", "-m", "statistic", "--mode", "random",
+                "--probability", f"{loss_pct / 100:.4f}", "-j", "DROP"]  # fmt: skip
+
+    def kill_sipwatch(self, name: str) -> None:
+        self.exec(name, ["kill", "-s", "KILL", str(self.node_pid(name, "sipwatch"))])
+
+    def power_off(self, name: str) -> None:
+        """Every process of the node dies at once (SIGKILL to its PID namespace's init, by
+        PID) and its cable is pulled (the veth pair is deleted, with the VIP on it)."""
+        node = self.nodes[name]
+        if node.proc is not None:
+            _kill_init(node.init_pid, node.proc)
+        node.init_pid = 0
+        _run(["ip", "-n", f"{PREFIX}-sw", "link", "del", f"p-{name}"], check=False)
+        self._write_state()
+
+    def power_on(self, name: str) -> None:
+        """Cable back in, boot the node (corosync, pacemakerd, sipwatch). It rejoins."""
+        self._port(f"{PREFIX}-{name}", name, NODE_IP[name])
+        self.start_node(name)
+
+    def cleanup_resources(self) -> None:
+        """Fail counts and operation history of g_pbx forgotten (after a test's failover)."""
+        live = self.live_nodes()
+        self.exec(live[0], ["crm_resource", "--cleanup", "--resource", "g_pbx"], check=False)
+
+    # -- one fault, measured -------------------------------------------------------------------
+    def inject(self, fault: str, name: str) -> None:
+        """Break node `name` in one of FAULTS' ways."""
+        if fault == "crash":
+            self.signal_pbx(name, "KILL")
+        elif fault == "hang":
+            self.signal_pbx(name, "STOP")
+        elif fault == "503":
+            self.set_fault(name, "code", 503)
+        elif fault == "drop":
+            self.set_fault(name, "drop", 1)
+        elif fault == "slow":
+            self.set_fault(name, "delay_ms", 3000)
+        elif fault == "power_off":
+            self.power_off(name)
+        elif fault == "partition":
+            self.link(name, "down", switch_side=True)
+        elif fault == "ivr_down":
+            self.link("ivr", "down", switch_side=True)
+        elif fault == "sipwatch_killed":
+            self.kill_sipwatch(name)
+        else:
+            raise ValueError(f"unknown fault {fault!r}")
+
+    def heal(self, fault: str, name: str) -> None:
+        """Undo `fault` on `name` (the node rejoins as a healthy standby or stays active)."""
+        if fault in ("503", "drop", "slow"):
+            self.clear_faults(name)
+        elif fault == "hang":
+            with contextlib.suppress(TestbedError, OSError, ValueError):
+                self.signal_pbx(name, "CONT")
+        elif fault == "power_off":
+            self.power_on(name)
+        elif fault == "partition":
+            self.link(name, "up", switch_side=True)
+        elif fault == "ivr_down":
+            self.link("ivr", "up", switch_side=True)
+        elif fault == "sipwatch_killed":
+            self.start_sipwatch(name)
+
+    def measure_failover(self, fault: str, timeout_s: float = 90.0) -> Failover:
+        """Inject `fault` on the active node; time until the client's OPTIONS via the VIP are
+        answered by another node; VIP holders sampled throughout; the old node healed and the
+        placement settled before returning."""
+        old = self.active()
+        with self.watch_vip() as watch:
+            t0 = time.monotonic()
+            self.inject(fault, old)
+            new, _ = self.wait_served_by(not_by=old, timeout_s=timeout_s)
+            seconds = time.monotonic() - t0
+            self.heal(fault, old)
+            settled = self.wait_placement(timeout_s=60.0)
+        return Failover(fault, old, new, seconds, settled, watch.max_holders, watch.sequence())
+
+    def reset(self, timeout_s: float = 60.0) -> str:
+        """Back to a steady state: fail counts cleared, g_pbx settled and answering, every
+        sipwatch green. Returns the active node."""
+        self.cleanup_resources()
+        node = self.wait_placement(timeout_s=timeout_s)
+        self.wait_served_by(node, timeout_s=timeout_s)
+        if self.config.mode == "sipwatch":
+            self.wait_health_green(timeout_s=timeout_s)
+        return node
+
+    # -- teardown -----------------------------------------------------------------------------
+    def down(self) -> None:
+        """Kill what this lab started (by PID), delete its namespaces and directories."""
+        # SIGKILL every init first (no waiting in between), so an interrupt during the waits
+        # below leaves no node running.
+        for node in self.nodes.values():
+            if node.init_pid and _is_lab_init(node.init_pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(node.init_pid, signal.SIGKILL)
+        for node in self.nodes.values():
+            if node.proc is not None:
+                _kill_init(node.init_pid, node.proc)
+            node.init_pid = 0
+        if self.ivr is not None:
+            with contextlib.suppress(TestbedError):
+                self.ivr.stop()
+        for ns in reversed(self.namespaces):
+            _run(["ip", "netns", "del", ns], check=False)
+        self.namespaces.clear()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Failover:
+    fault: str
+    old: str  # the node the fault was injected on
+    new: str  # the node that answered the client's OPTIONS afterwards
+    seconds: float  # injection -> answered by `new`
+    settled_on: str  # where g_pbx settled
+    max_holders: int  # most nodes holding the VIP at one sample
+    holders: list[tuple[str, ...]]  # VIP holder sets seen, in order
+
+
+class VipWatch:
+    """Samples who holds the VIP; `max_holders` is the worst overlap seen."""
+
+    def __init__(self, lab: Lab, period_s: float) -> None:
+        self.lab = lab
+        self.period_s = period_s
+        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vip-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), tuple(self.lab.vip_holders())))
+            self._stop.wait(self.period_s)
+
+    @property
+    def max_holders(self) -> int:
+        return max((len(h) for _, h in self.samples), default=0)
+
+    def sequence(self) -> list[tuple[str, ...]]:
+        """Distinct holder sets in order (consecutive duplicates folded)."""
+        out: list[tuple[str, ...]] = []
+        for _, h in self.samples:
+            if not out or out[-1] != h:
+                out.append(h)
+        return out
+
+
+# -- pieces of the lab's configuration ---------------------------------------------------------
+def pbx_cfg(name: str, *, stock: bool) -> str:
+    """The testbed kamailio.cfg for node `name` on the VIP: fault switches, relaying to the IVR
+    server, "Server: pbx-NAME" (the client tells who answered). The stock agent passes
+    `-l udp:VIP:5060` itself, so its config has no listen lines."""
+    template = resources.files("sipwatch.testbed").joinpath("kamailio.cfg").read_text()
+    text = _render(
+        template,
+        {
+            "DEFINES": "#!define WITH_FORWARD",
+            "SERVER_NAME": f"pbx-{name}",
+            "SERVER_SIGNATURE": "yes",
+            "LISTEN_HOST": VIP,
+            "UDP_PORT": "5060",
+            "TCP_PORT": "5060",
+            "TLS_PORT": "0",
+            "CTL_SOCKET": PBX_CTL,
+            "TLS_CFG": "",
+            "USERS": '\t$sht(users=>monitor) = "lab-secret";',
+            "REALM": "swlab",
+            "QOP_FLAG": "1",
+        },
+    )
+    if stock:
+        text = "\n".join(line for line in text.splitlines() if not line.startswith("listen="))
+    return text
+
+
+def lab_policy() -> str:
+    text = (Path(__file__).resolve().parents[2] / "policies" / "fast.toml").read_text()
+    for key, value in LAB_POLICY_OVERRIDES.items():
+        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+    return text
+
+
+def sipwatch_toml(name: str, node_dir: Path, config: LabConfig) -> str:
+    iv = config.probe_interval_s
+    return f"""\
+# sipwatch on lab node {name} (written by sipwatch.testbed.lab)
+policy = "{node_dir / "lab-policy.toml"}"
+log_format = "text"
+
+[sip]
+t1_s = 0.25
+
+[daemon]
+http_host = "127.0.0.1"
+http_port = 8080
+
+[cluster]
+agent = "health_attribute"
+dry_run = false
+node = "{name}"
+resource = "g_pbx"
+cooldown_s = 0.0
+budget = 100
+budget_window_s = 60.0
+freeze_file = "{node_dir / "freeze"}"
+audit_log = "{node_dir / "audit.jsonl"}"
+tool_timeout_s = 5.0
+tool_total_s = 10.0
+
+[[probes]]
+name = "pbx-udp"
+kind = "sip_options"
+uri = "sip:{VIP}:5060;transport=udp"
+timeout_s = {iv * 0.8}
+interval_s = {iv}
+
+[[probes]]
+name = "pbx-process"
+kind = "pbx_process"
+pidfile = "{PBX_PIDFILE}"
+always_running = false
+timeout_s = {iv * 0.8}
+interval_s = {iv}
+
+[[probes]]
+name = "vip"
+kind = "vip"
+address = "{VIP}"
+interface = "eth0"
+timeout_s = {iv * 0.8}
+interval_s = {iv}
+
+[[probes]]
+name = "ivr-via-vip"
+kind = "via_vip_sip"
+uri = "sip:{IVR_IP}:5060"
+outbound_proxy = "sip:{VIP}:5060"
+timeout_s = 1.5
+interval_s = 2.0
+"""
+
+
+def _nv(parent: ET.Element, tag: str, pid: str, pairs: dict[str, str]) -> ET.Element:
+    el = ET.SubElement(parent, tag, id=pid)
+    for k, v in pairs.items():
+        ET.SubElement(el, "nvpair", id=f"{pid}-{k}", name=k, value=v)
+    return el
+
+
+def _op(ops: ET.Element, rsc: str, name: str, interval: str, timeout: str) -> None:
+    ET.SubElement(ops, "op", id=f"{rsc}-{name}-{interval}", name=name, interval=interval,
+                  timeout=timeout)  # fmt: skip
+
+
+def _ms(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
+
+
+def build_cib(config: LabConfig) -> str:
+    """The pre-seeded CIB: nodes, properties, g_pbx (p_vip + p_pbx) preferring n1."""
+    done = _run([require_tool("cibadmin"), "--empty"])
+    root = ET.fromstring(done.stdout)
+    conf = root.find("configuration")
+    assert conf is not None
+    crm = conf.find("crm_config")
+    nodes = conf.find("nodes")
+    rscs = conf.find("resources")
+    cons = conf.find("constraints")
+    assert crm is not None and nodes is not None and rscs is not None and cons is not None
+    _nv(crm, "cluster_property_set", "cib-bootstrap-options", {
+        "stonith-enabled": "false",
+        "no-quorum-policy": "stop",
+        "dc-deadtime": "5s",
+        "node-health-strategy": "migrate-on-red",
+        "cluster-recheck-interval": "1min",
+    })  # fmt: skip
+    for i, n in enumerate(NODES, 1):
+        ET.SubElement(nodes, "node", id=str(i), uname=n)
+    group = ET.SubElement(rscs, "group", id="g_pbx")
+    _nv(group, "meta_attributes", "g_pbx-meta",
+        {"resource-stickiness": "100", "migration-threshold": "1"})  # fmt: skip
+    vip = ET.SubElement(group, "primitive", id="p_vip", type="IPaddr2")
+    vip.set("class", "ocf")
+    vip.set("provider", "heartbeat")
+    _nv(vip, "instance_attributes", "p_vip-ia", {"ip": VIP, "cidr_netmask": "24", "nic": "eth0"})
+    ops = ET.SubElement(vip, "operations")
+    _op(ops, "p_vip", "monitor", "5s", "10s")
+    _op(ops, "p_vip", "start", "0", "10s")
+    _op(ops, "p_vip", "stop", "0", "10s")
+    pbx = ET.SubElement(group, "primitive", id="p_pbx")
+    pbx.set("class", "ocf")
+    mon = _ms(config.monitor_interval_s)
+    if config.mode == "stock":
+        pbx.set("provider", "heartbeat")
+        pbx.set("type", "kamailio")
+        _nv(pbx, "instance_attributes", "p_pbx-ia", {
+            "conffile": f"{RUN}/kamailio.cfg", "pidfile": PBX_PIDFILE,
+            "listen_address": VIP, "port": "5060", "proto": "udp",
+            "monitoring_ip": VIP, "kamctlrc": "",
+        })  # fmt: skip
+        ops = ET.SubElement(pbx, "operations")
+        _op(ops, "p_pbx", "monitor", mon, "30s")
+        _op(ops, "p_pbx", "start", "0", "60s")
+        _op(ops, "p_pbx", "stop", "0", _ms(config.stop_timeout_s))
+    else:
+        pbx.set("provider", "sipwatch")
+        pbx.set("type", "labpbx")
+        _nv(pbx, "instance_attributes", "p_pbx-ia", {
+            "config": f"{RUN}/kamailio.cfg", "pidfile": PBX_PIDFILE, "address": VIP,
+            "port": "5060", "stop_grace": "2",
+        })  # fmt: skip
+        ops = ET.SubElement(pbx, "operations")
+        _op(ops, "p_pbx", "monitor", mon, "5s")
+        _op(ops, "p_pbx", "start", "0", "20s")
+        _op(ops, "p_pbx", "stop", "0", _ms(config.stop_timeout_s))
+    ET.SubElement(cons, "rsc_location", id="l_g_pbx_n1", rsc="g_pbx", node="n1", score="50")
+    root.set("have-quorum", "1")
+    return ET.tostring(root, encoding="unicode")
+
+
+# -- client side (runs in a thread inside the client namespace) ----------------------------------
+def _options_once(timeout_s: float) -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((CLIENT_IP, 0))
+        local = sock.getsockname()[:2]
+        req = rawsip.build_request(method="OPTIONS", ruri=f"sip:monitor@{VIP}:5060",
+                                   transport="udp", local=local)  # fmt: skip
+        sock.sendto(req, (VIP, 5060))
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                data = sock.recv(65535)
+            except (TimeoutError, OSError):
+                return None
+            code = rawsip.status_code(data)
+            if code is None or code < 200:
+                continue
+            if code != 200:
+                return None
+            server = rawsip.header(data, "Server") or ""
+            return server.removeprefix("pbx-") or "?"
+    return None
+
+
+def _poll_served(
+    node: str | None, not_by: str | None, timeout_s: float
+) -> tuple[str, float] | None:
+    start = time.monotonic()
+    deadline = start + timeout_s
+    while time.monotonic() < deadline:
+        who = _options_once(0.2)
+        if who is not None and (node is None or who == node) and who != not_by:
+            return who, time.monotonic() - start
+        time.sleep(0.05)
+    return None
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _run(
+    argv: list[str], *, timeout_s: float = CMD_TIMEOUT_S, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    if not os.path.isabs(argv[0]):
+        argv = [require_tool(argv[0]), *argv[1:]]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise TestbedError(f"{' '.join(argv)} timed out after {timeout_s} s") from exc
+    if check and done.returncode != 0:
+        raise TestbedError(f"{' '.join(argv)} failed (rc={done.returncode}): {done.stderr}")
+    return done
+
+
+def _wait(pred: Any, timeout_s: float, what: str, period_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if pred():
+            return
+        if time.monotonic() > deadline:
+            raise TestbedError(f"{what} within {timeout_s} s")
+        time.sleep(period_s)
+
+
+def _chown_tree(path: Path) -> None:
+    import grp
+    import pwd
+
+    uid, gid = pwd.getpwnam("hacluster").pw_uid, grp.getgrnam("haclient").gr_gid
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, uid, gid)
+
+
+def _wait_child(pid: int, timeout_s: float) -> int:
+    """The one child of `pid` (unshare's forked child: the node's init)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            kids = path.read_text().split()
+            if kids:
+                return int(kids[0])
+        time.sleep(0.02)
+    raise TestbedError(f"process {pid} started no child within {timeout_s} s")
+
+
+def _is_lab_init(pid: int) -> bool:
+    try:
+        return b"sipwatch.testbed.lab_init" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _kill_init(pid: int, proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL a node's init (only if it is one: checked by command line): the kernel then
+    kills every process of its PID namespace. Waits (bounded) for `unshare` to exit."""
+    if pid and _is_lab_init(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if proc is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+
+# -- one call up, one call down -----------------------------------------------------------------
+@contextlib.contextmanager
+def lab_up(config: LabConfig | None = None) -> Iterator[Lab]:
+    """`with lab_up() as lab:` — the lab, torn down however the block ends."""
+    lab = Lab(config or LabConfig())
+    lab.up()
+    try:
+        yield lab
+    finally:
+        lab.down()
+        STATE_FILE.unlink(missing_ok=True)
+
+
+def down_from_state() -> list[str]:
+    """Tear down a lab another process brought up (`lab up`), from its state file: only the
+    PIDs (checked to be lab inits) and namespaces it lists. Returns what was removed."""
+    if not STATE_FILE.exists():
+        return []
+    state = json.loads(STATE_FILE.read_text())
+    removed = []
+    for name, pid in state.get("inits", {}).items():
+        if pid and _is_lab_init(pid):
+            os.kill(pid, signal.SIGKILL)
+            removed.append(f"node {name} (init {pid})")
+    ivr = state.get("ivr_pid", 0)
+    with contextlib.suppress(OSError):
+        if ivr and b"kamailio" in Path(f"/proc/{ivr}/cmdline").read_bytes():
+            os.killpg(ivr, signal.SIGKILL)  # its own process group (start_new_session)
+            removed.append(f"ivr kamailio {ivr}")
+    time.sleep(0.5)
+    for ns in reversed(state.get("namespaces", [])):
+        _run(["ip", "netns", "del", ns], check=False)
+        removed.append(f"netns {ns}")
+    shutil.rmtree(state.get("base", str(BASE_DIR)), ignore_errors=True)
+    STATE_FILE.unlink(missing_ok=True)
+    return removed
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sipwatch.testbed.lab", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("action", choices=("up", "down", "status"))
+    p.add_argument("--mode", choices=("sipwatch", "stock"), default="sipwatch")
+    p.add_argument("--monitor-interval", type=float, default=1.0)
+    args = p.parse_args(argv)
+    if args.action == "down":
+        for what in down_from_state():
+            print("removed", what)
+        return 0
+    if args.action == "status":
+        if not STATE_FILE.exists():
+            print("no lab is up")
+            return 3
+        state = json.loads(STATE_FILE.read_text())
+        print(json.dumps(state, indent=1))
+        for name in NODES:
+            out = _run(["ip", "-n", f"{PREFIX}-{name}", "-o", "-4", "addr", "show", "eth0"],
+                       check=False).stdout  # fmt: skip
+            print(name, "holds the VIP" if f" {VIP}/" in out else "-")
+        return 0
+    cfg = LabConfig(mode=args.mode, monitor_interval_s=args.monitor_interval)
+    lab = Lab(cfg)
+    lab.up()
+    # The lab outlives this process: its inits were started in their own sessions.
+    print(f"lab up in {lab.up_s:.1f} s; g_pbx on {lab.active()}; `lab down` removes it")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

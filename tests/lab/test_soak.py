@@ -1,0 +1,49 @@
+"""Soak: 10 % loss and jitter (tc netem) on the active node's link: zero failovers.
+
+Where the kernel has no sch_netem (this project's CI machine), Lab.impair falls back to a 10 %
+random-drop iptables rule (loss, no jitter) and says so.
+
+CI runs SOAK_S (30 s); `make lab-soak` runs the long one (SIPWATCH_LAB_SOAK_S, default 300).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from sipwatch.testbed.lab import Lab
+
+pytestmark = pytest.mark.lab
+
+
+def _soak(lab: Lab, active: str, seconds: float) -> None:
+    since = datetime.now(UTC)
+    how = lab.impair(active, loss_pct=10, delay_ms=20, jitter_ms=10)
+    print(f"soak {seconds} s on {active}: 10 % loss via {how}")
+    try:
+        with lab.watch_vip(period_s=0.5) as watch:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                time.sleep(1)
+        red = [
+            r
+            for r in lab.audit(active)
+            if datetime.fromisoformat(r["at"]) >= since and "red" in r["summary"]
+        ]
+    finally:
+        lab.unimpair(active)
+    assert watch.sequence() == [(active,)], f"failovers under netem: {watch.sequence()}"
+    assert lab.placement(via=active) == [active]
+    assert red == [], red
+
+
+def test_soak_short(lab: Lab, steady: str) -> None:
+    _soak(lab, steady, 30)
+
+
+@pytest.mark.lab_slow
+def test_soak_long(lab: Lab, steady: str) -> None:
+    _soak(lab, steady, float(os.environ.get("SIPWATCH_LAB_SOAK_S", "300")))

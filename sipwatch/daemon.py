@@ -281,16 +281,9 @@ class Daemon:
             )
 
     def _agent_call(self, decision: Decision, reason: str) -> Any:
-        """Publish the verdict; on red also move away (a no-op beyond the attribute for the
-        health-attribute agent); on green undo a ban or standby (the health-attribute
-        agent's green attribute is itself the undo)."""
-        record = self.agent.publish_health(decision.verdict, reason=reason)
-        kind = getattr(getattr(self.agent, "inner", self.agent), "kind", "")
-        if decision.verdict is Verdict.RED and kind != "health_attribute":
-            record = self.agent.move_away(reason)
-        elif decision.verdict is Verdict.GREEN and kind != "health_attribute":
-            record = self.agent.clear()
-        return record
+        """Publish the verdict. Each agent turns it into its own action: the health attribute
+        itself, or a ban / standby on the verdicts it acts on and its undo on green."""
+        return self.agent.publish_health(decision.verdict, reason=reason)
 
     # -- views for HTTP and `sipwatch check` ------------------------------------------------------
     def status(self) -> dict[str, Any]:

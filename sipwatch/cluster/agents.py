@@ -559,26 +559,20 @@ class HealthAttributeAgent(PacemakerAgent):
         return _Plan(changes=(SetNodeAttribute(self._node, self.attribute, None, attrd=True),))
 
 
-class BanAgent(PacemakerAgent):
-    """Ban the resource from this node (always with a lifetime) on the verdicts in `act_on`
-    (default red); clear the ban (and expired ones) on green. Other verdicts change nothing."""
-
-    kind = "ban"
+class _MovingAgent(PacemakerAgent):
+    """An agent that moves the resource itself on the verdicts in `act_on` (default red) and
+    undoes that on green; other verdicts change nothing."""
 
     def __init__(
         self,
         tools: PacemakerTools,
         *,
-        lifetime_s: float = 1800.0,
         act_on: frozenset[Verdict] = frozenset({Verdict.RED}),
         **kwargs: Any,
     ) -> None:
         super().__init__(tools, **kwargs)
-        if lifetime_s < 60:
-            raise ValueError("lifetime_s must be >= 60: a ban always has a real lifetime")
         if Verdict.GREEN in act_on:
             raise ValueError("act_on cannot contain green")
-        self.lifetime_s = lifetime_s
         self.act_on = act_on
 
     def _publish(
@@ -591,6 +585,25 @@ class BanAgent(PacemakerAgent):
         else:
             planner = _nothing
         return self._perform("publish_health", planner, about=about, detail=reason, commit=commit)
+
+
+class BanAgent(_MovingAgent):
+    """Ban the resource from this node (always with a lifetime) on the verdicts in `act_on`
+    (default red); clear the ban (and expired ones) on green. Other verdicts change nothing."""
+
+    kind = "ban"
+
+    def __init__(
+        self,
+        tools: PacemakerTools,
+        *,
+        lifetime_s: float = 1800.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(tools, **kwargs)
+        if lifetime_s < 60:
+            raise ValueError("lifetime_s must be >= 60: a ban always has a real lifetime")
+        self.lifetime_s = lifetime_s
 
     def _plan_move_away(self, snap: CibSnapshot) -> _Plan:
         ban = snap.bans(self._resource).get(self._node)
@@ -614,35 +627,12 @@ class BanAgent(PacemakerAgent):
         return _Plan(changes=tuple(changes))
 
 
-class StandbyAgent(PacemakerAgent):
+class StandbyAgent(_MovingAgent):
     """Put this node in standby until it reboots (a transient `standby=on`) on the verdicts in
     `act_on` (default red); clear that transient standby on green. An operator's permanent
     standby is never touched."""
 
     kind = "standby"
-
-    def __init__(
-        self,
-        tools: PacemakerTools,
-        *,
-        act_on: frozenset[Verdict] = frozenset({Verdict.RED}),
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(tools, **kwargs)
-        if Verdict.GREEN in act_on:
-            raise ValueError("act_on cannot contain green")
-        self.act_on = act_on
-
-    def _publish(
-        self, verdict: Verdict, *, about: str | None, reason: str, commit: bool
-    ) -> AuditRecord:
-        if verdict in self.act_on:
-            planner = self._plan_move_away
-        elif verdict is Verdict.GREEN:
-            planner = self._plan_clear
-        else:
-            planner = _nothing
-        return self._perform("publish_health", planner, about=about, detail=reason, commit=commit)
 
     def _plan_move_away(self, snap: CibSnapshot) -> _Plan:
         current = snap.transient_attribute(self._node, "standby")

@@ -33,11 +33,11 @@ role = "critical"
 
 
 def config(
-    uri: str, port: int, names: tuple[str, ...] = ("pbx-udp",), interval: float = 0.3
+    uri: str, port: int, names: tuple[str, ...] = ("pbx-udp",), interval: float = 0.5
 ) -> str:
     probes = "".join(
         f'[[probes]]\nname = "{n}"\nkind = "sip_options"\nuri = "{uri}"\n'
-        f"interval_s = {interval}\ntimeout_s = 0.2\n"
+        f"interval_s = {interval}\ntimeout_s = 0.4\n"
         for n in names
     )
     return f'policy = "policy.toml"\n[daemon]\nhttp_port = {port}\n{probes}'

@@ -32,6 +32,8 @@ log = logging.getLogger("sipwatch.daemon")
 #: The deadline of a probe run is at most this share of its interval, so a run always ends
 #: before the next one is due.
 DEADLINE_SHARE = 0.8
+#: How often a verdict whose hand-over to the cluster agent did not take effect is retried.
+ACTION_RETRY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,8 @@ class Daemon:
         self._wake: dict[str, asyncio.Event] = {}
         self._act_lock = asyncio.Lock()
         self._acted: Verdict | None = None
+        self._acted_at = 0.0
+        self._acted_ok = True
         self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
 
@@ -117,6 +121,7 @@ class Daemon:
         self.stats = {k: v for k, v in old.stats.items() if k in names}
         self.started_wall = old.started_wall
         self._acted = old._acted
+        self._acted_at, self._acted_ok = old._acted_at, old._acted_ok
         self.decision = decide(self.state, self.policy, self.clock())
 
     # -- the loop -----------------------------------------------------------------------------
@@ -243,7 +248,7 @@ class Daemon:
             )
             if self.on_decision is not None:
                 self.on_decision(self.decision)
-        if self.options.act and self.agent is not None and self.decision.verdict != self._acted:
+        if self._should_act():
             self._act(self.decision)
         return self.decision
 
@@ -257,9 +262,21 @@ class Daemon:
 
     def _act(self, decision: Decision) -> None:
         self._acted = decision.verdict
+        self._acted_at = self.clock()
         task = asyncio.get_running_loop().create_task(self._act_now(decision))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _should_act(self) -> bool:
+        """A new verdict is handed to the agent at once. When the last hand-over did not take
+        effect (a tool failed or timed out, a rail refused, the agent crashed), the same
+        verdict is handed over again, at most every ACTION_RETRY_S: a node that rejoined the
+        cluster while attrd was not ready must still publish its green eventually."""
+        if self.agent is None or not self.options.act:
+            return False
+        if self.decision.verdict != self._acted:
+            return True
+        return not self._acted_ok and self.clock() - self._acted_at >= ACTION_RETRY_S
 
     async def _act_now(self, decision: Decision) -> None:
         """Hand the verdict to the cluster agent, one action at a time, off the loop: the
@@ -268,17 +285,26 @@ class Daemon:
             if decision is not self.decision and decision.verdict is not self.decision.verdict:
                 return  # superseded while waiting for the lock
             reason = "; ".join(r.detail or f"{r.probe} {r.outcome}" for r in decision.reasons[:3])
+            self._acted_ok = False
             try:
                 record = await asyncio.to_thread(self._agent_call, decision, reason)
             except Exception:  # an agent bug must not stop the daemon
                 log.exception("event=action_crashed verdict=%s", decision.verdict)
-                self._acted = None
                 return
-            log.warning(
-                "event=action verdict=%s result=%s",
+            result = str(getattr(record, "result", "?"))
+            self._acted_ok = result in ("done", "unchanged", "would")
+            level = logging.WARNING if self._acted_ok else logging.ERROR
+            log.log(
+                level,
+                "event=action verdict=%s action=%s result=%s rail=%s detail=%r",
                 decision.verdict,
-                getattr(record, "outcome", record),
+                getattr(record, "action", "?"),
+                result,
+                getattr(record, "rail", None),
+                getattr(record, "detail", ""),
             )
+            if self.on_action is not None:
+                self.on_action(str(getattr(record, "action", "?")), result)
 
     def _agent_call(self, decision: Decision, reason: str) -> Any:
         """Publish the verdict. Each agent turns it into its own action: the health attribute

@@ -679,6 +679,8 @@ class Lab:
             self.link("ivr", "down", switch_side=True)
         elif fault == "sipwatch_killed":
             self.kill_sipwatch(name)
+        elif fault == "udp_dead":
+            self._udp_sip(name, "-A")
         else:
             raise ValueError(f"unknown fault {fault!r}")
 
@@ -697,6 +699,15 @@ class Lab:
             self.link("ivr", "up", switch_side=True)
         elif fault == "sipwatch_killed":
             self.start_sipwatch(name)
+        elif fault == "udp_dead":
+            self._udp_sip(name, "-D")
+
+    def _udp_sip(self, name: str, op: str) -> None:
+        """SIP over UDP dead on node `name` while TCP works: an iptables rule in the node's
+        namespace drops every UDP datagram to port 5060 (the VIP's included, from anywhere)."""
+        rule = ["INPUT", "-p", "udp", "--dport", "5060", "-j", "DROP"]
+        _run(["ip", "netns", "exec", f"{PREFIX}-{name}", "iptables", op, *rule],
+             check=op == "-A")  # fmt: skip
 
     def measure_failover(self, fault: str, timeout_s: float = 90.0) -> Failover:
         """Inject `fault` on the active node; time until the client's OPTIONS via the VIP are

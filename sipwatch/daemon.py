@@ -312,6 +312,10 @@ class Daemon:
         return self.agent.publish_health(decision.verdict, reason=reason)
 
     # -- views for HTTP and `sipwatch check` ------------------------------------------------------
+    def waiting_for_first_results(self) -> list[str]:
+        """Probes that have not reported once yet (at start, or after a reload added them)."""
+        return [s.name for s in self.specs if s.name not in self.last]
+
     def status(self) -> dict[str, Any]:
         d = self.decision
         probes: dict[str, Any] = {}

@@ -96,6 +96,11 @@ def _ready(holder: Holder) -> tuple[bool, str]:
     daemon = holder.daemon
     if daemon is None:
         return False, "starting"
+    waiting = daemon.waiting_for_first_results()
+    if waiting:
+        # Never "ready" on a node no probe has looked at yet: a load balancer would send
+        # calls to a PBX nobody has verified.
+        return False, f"starting: no result yet from {', '.join(waiting)}"
     d = daemon.decision
     ok = d.verdict is Verdict.GREEN or (d.verdict is Verdict.YELLOW and holder.ready_when_yellow)
     why = "; ".join(r.detail or f"{r.probe} {r.outcome}" for r in d.reasons[:3])

@@ -336,16 +336,7 @@ async def _one_target(
     deadline = started + spec.timeout_s
     try:
         conn = await SipConnection.open(
-            target.transport,
-            target.host,
-            target.port,
-            timeout_s=spec.timeout_s,
-            timers=ctx.timers,
-            tls=_tls(spec),
-            # RFC 5922 §4: the certificate must match the domain of the URI, not the
-            # SRV target's name (which DNS, not the operator, chose).
-            server_name=spec.next_hop.host,
-            local_addr=spec.local_addr,
+            target.transport, target.host, target.port, **_connect_options(spec, ctx)
         )
     except TransportError as exc:
         return _connect_failed(spec, method, target, exc, loop.time() - started)
@@ -356,8 +347,26 @@ async def _one_target(
         result = _local_failure(spec, method, target, exc)
     finally:
         conn.close()
-    result = with_source(spec, result, conn.local)
-    return with_tls_expiry(result, conn.transport.peer_cert_not_after)
+    return _finish(spec, result, conn.local, conn.transport.peer_cert_not_after)
+
+
+def _connect_options(spec: SipProbeSpec, ctx: ProbeContext) -> dict[str, Any]:
+    """What both drivers pass when they open a connection to a target."""
+    return {
+        "timeout_s": spec.timeout_s,
+        "timers": ctx.timers,
+        "tls": _tls(spec),
+        # RFC 5922 §4: the certificate must match the domain of the URI, not the SRV
+        # target's name (which DNS, not the operator, chose).
+        "server_name": spec.next_hop.host,
+        "local_addr": spec.local_addr,
+    }
+
+
+def _finish(
+    spec: SipProbeSpec, result: ProbeResult, local: tuple[str, int], not_after: str | None
+) -> ProbeResult:
+    return with_tls_expiry(with_source(spec, result, local), not_after)
 
 
 def probe_blocking(
@@ -373,14 +382,7 @@ def probe_blocking(
     started = time.monotonic()
     try:
         conn = BlockingConnection(
-            target.transport,
-            target.host,
-            target.port,
-            timeout_s=spec.timeout_s,
-            timers=ctx.timers,
-            tls=_tls(spec),
-            server_name=spec.next_hop.host,
-            local_addr=spec.local_addr,
+            target.transport, target.host, target.port, **_connect_options(spec, ctx)
         )
     except TransportError as exc:
         return _connect_failed(spec, method, target, exc, time.monotonic() - started)
@@ -392,8 +394,7 @@ def probe_blocking(
         result = _local_failure(spec, method, target, exc)
     finally:
         conn.close()
-    result = with_source(spec, result, conn.local)
-    return with_tls_expiry(result, conn.peer_cert_not_after)
+    return _finish(spec, result, conn.local, conn.peer_cert_not_after)
 
 
 def with_source(spec: SipProbeSpec, result: ProbeResult, local: tuple[str, int]) -> ProbeResult:

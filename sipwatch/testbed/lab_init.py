@@ -57,14 +57,22 @@ def reap_forever() -> None:
             time.sleep(0.5)
 
 
+def _say(node_dir: Path, text: str) -> None:
+    """NODE_DIR/ready, whole or not at all: the lab polls for it and must never read it
+    half-written (an empty file once read as a failed init)."""
+    tmp = node_dir / "ready.tmp"
+    tmp.write_text(text)
+    tmp.rename(node_dir / "ready")
+
+
 def main() -> None:
     node_dir, hostname = Path(sys.argv[1]), sys.argv[2]
     try:
         setup(node_dir, hostname)
     except Exception as exc:
-        (node_dir / "ready").write_text(f"error: {exc}\n")
+        _say(node_dir, f"error: {exc}\n")
         raise
-    (node_dir / "ready").write_text(f"ok {os.getpid()}\n")
+    _say(node_dir, f"ok {os.getpid()}\n")
     reap_forever()
 
 

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -108,6 +108,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"duplicate probe name {spec.name!r}")
             seen.add(spec.name)
         return v
+
+    @model_validator(mode="after")
+    def _quorum_guard_has_a_vip(self) -> Settings:
+        if self.cluster.release_vip_without_quorum:
+            if not any(p.kind == "vip" for p in self.probes):
+                raise ValueError(
+                    'cluster.release_vip_without_quorum needs a probe of kind "vip" '
+                    "(the address to release)"
+                )
+            if self.cluster.agent == "none":
+                raise ValueError(
+                    'cluster.release_vip_without_quorum needs cluster.agent (not "none")'
+                )
+        return self
 
     def context(self) -> ProbeContext:
         from sipwatch.sip.resolve import ResolverConfig

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,9 @@ class Daemon:
         self._acted_at = 0.0
         self._acted_ok = True
         self._tasks: set[asyncio.Task[None]] = set()
+        # Watchers that run beside the probes for as long as this daemon runs (the quorum
+        # guard): each is called with the daemon's stop event.
+        self.side_tasks: list[Callable[[asyncio.Event], Awaitable[None]]] = []
         self._rng = random.Random()
 
     def adopt(self, old: Daemon) -> None:
@@ -136,12 +139,25 @@ class Daemon:
             vip = next((s for s in self.specs if s.kind == "vip"), None)
             if vip is not None:
                 group.create_task(self._watch_vip(vip.address, stop), name="vip-watch")
+            for side in self.side_tasks:
+                name = getattr(side, "__qualname__", "side")
+                group.create_task(self._guarded(side, stop), name=name)
             await stop.wait()
             for event in self._wake.values():
                 event.set()  # sleeping loops notice `stop` at once
         if self._tasks:  # actions in flight: let them finish (each call has its own timeout)
             await asyncio.gather(*self._tasks, return_exceptions=True)
         log.info("event=daemon_stopped")
+
+    @staticmethod
+    async def _guarded(
+        side: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
+    ) -> None:
+        """A side task's bug is logged; it never takes the probes down with it."""
+        try:
+            await side(stop)
+        except Exception:
+            log.exception("event=side_task_failed task=%s", getattr(side, "__qualname__", side))
 
     def wake_all(self, why: str) -> None:
         """Run every probe now (e.g. the VIP just arrived): a node that just received the

@@ -617,6 +617,16 @@ class PacemakerTools:
         found = _parse(_require(result), "pacemaker-result").find("attribute")
         return (found.get("value") or None) if found is not None else None
 
+    def cluster_option(self, name: str) -> str | None:
+        """A cluster property (crm_config), None when unset (Pacemaker's default applies)."""
+        result = self.run(
+            "crm_attribute", ["--type", "crm_config", "--name", name, "--query", "--output-as=xml"]
+        )
+        if result.rc == _RC_NO_SUCH_OBJECT:
+            return None
+        found = _parse(_require(result), "pacemaker-result").find("attribute")
+        return (found.get("value") or None) if found is not None else None
+
     def bans(self, resource: str, *, cib_file: Path | None = None) -> dict[str, BanInfo]:
         result = _require(
             self.run("cibadmin", ["--query", "--scope", "constraints"], cib_file=cib_file)

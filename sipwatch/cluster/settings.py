@@ -15,6 +15,9 @@ Must not know: command lines (pacemaker.py).
     cooldown_s = 300.0
     freeze_file = "/etc/sipwatch/freeze"
     audit_log = "/var/log/sipwatch/audit.jsonl"
+    release_vip_without_quorum = false  # the quorum guard (cluster/quorum.py); needs a vip
+                                 # probe and no-quorum-policy=stop
+    quorum_tool = "corosync-quorumtool"
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class ClusterSettings(BaseModel):
     tool_total_s: float = Field(30.0, gt=0, le=900)
     audit_log: Path | None = None
     audit_size: int = Field(500, ge=1, le=100_000)
+    release_vip_without_quorum: bool = False
+    quorum_tool: str = Field("corosync-quorumtool", min_length=1)
 
     @model_validator(mode="after")
     def _total_covers_one_attempt(self) -> ClusterSettings:

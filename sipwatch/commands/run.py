@@ -8,6 +8,7 @@ loudly and the running one kept. Exit 6 when the config is bad at start.
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
 EXIT_CONFIG = 6
@@ -77,7 +78,50 @@ def _make_daemon(settings: Any, policy: Any, meta: dict[str, str], holder: Any) 
         policy_name=settings.policy,
     )
     daemon.meta = dict(meta)
+    guard = _make_quorum_guard(settings, daemon)
+    if guard is not None:
+        daemon.side_tasks.append(guard.run)
     return daemon
+
+
+def _make_quorum_guard(settings: Any, daemon: Any) -> Any:
+    """The quorum guard (cluster/quorum.py) when `cluster.release_vip_without_quorum` is on:
+    on the VIP of the config's vip probe, auditing to the agent's audit log."""
+    c = settings.cluster
+    if not c.release_vip_without_quorum:
+        return None
+    # Settings checked both at load time: a vip probe and an agent exist.
+    vip = next(p for p in settings.probes if p.kind == "vip")
+    from sipwatch.cluster.pacemaker import PacemakerTools, ToolPolicy
+    from sipwatch.cluster.quorum import QuorumGuard, quorum_argv
+
+    tools = PacemakerTools(
+        cib_file=c.cib_file,
+        policy=ToolPolicy(timeout_s=c.tool_timeout_s, attempts=1, total_s=c.tool_timeout_s),
+    )
+
+    def read_policy() -> str | None:
+        from sipwatch.errors import ClusterError
+
+        try:
+            return tools.cluster_option("no-quorum-policy") or "stop"  # Pacemaker's default
+        except ClusterError as exc:
+            logging.getLogger("sipwatch.cluster").warning(
+                "event=no_quorum_policy_unread error=%r", str(exc)
+            )
+            return None
+
+    return QuorumGuard(
+        address=vip.address,
+        interface=vip.interface,
+        node=daemon.agent.node,
+        resource=daemon.agent.resource,
+        audit=daemon.agent.audit,
+        read_policy=read_policy,
+        argv=quorum_argv(c.quorum_tool),
+        dry_run=c.dry_run,
+        on_release=daemon.wake_all,
+    )
 
 
 def _make_agent(settings: Any) -> Any:

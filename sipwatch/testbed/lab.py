@@ -479,6 +479,13 @@ class Lab:
                 held.append(name)
         return held
 
+    def cut_off(self, name: str) -> bool:
+        """The node's eth0 has no carrier (its switch port is down or gone): nothing it holds
+        can be reached from the LAN, nor can it answer ARP there."""
+        out = _run(["ip", "-n", f"{PREFIX}-{name}", "-o", "link", "show", "dev", "eth0"],
+                   check=False).stdout  # fmt: skip
+        return not out or "NO-CARRIER" in out or "state UP" not in out
+
     def live_nodes(self) -> list[str]:
         return [n for n, node in self.nodes.items() if node.proc and node.proc.poll() is None]
 
@@ -607,8 +614,15 @@ class Lab:
         else:
             _run(["ip", "-n", f"{PREFIX}-{name}", "link", "set", "eth0", state])
 
-    def impair(self, name: str, loss_pct: float, delay_ms: int = 20, jitter_ms: int = 10,
-               *, sip_only: bool = False) -> str:
+    def impair(
+        self,
+        name: str,
+        loss_pct: float,
+        delay_ms: int = 20,
+        jitter_ms: int = 10,
+        *,
+        sip_only: bool = False,
+    ) -> str:
         """Loss and jitter on the node's egress (eth0): `tc netem` when the kernel has it;
         otherwise (no sch_netem, as on this project's CI kernel) loss only, with iptables
         `statistic` rules in the node's namespace. With `sip_only` (iptables only) just the SIP
@@ -644,8 +658,10 @@ class Lab:
                 f"{loss_pct / 100:.4f}", "-j", "DROP"]  # fmt: skip
         if not sip_only:
             return [[op, "OUTPUT", "-o", "eth0", *drop]]
-        return [[op, "OUTPUT", "-o", "eth0", "-p", "udp", port, "5060", *drop]
-                for port in ("--dport", "--sport")]
+        return [
+            [op, "OUTPUT", "-o", "eth0", "-p", "udp", port, "5060", *drop]
+            for port in ("--dport", "--sport")
+        ]
 
     def kill_sipwatch(self, name: str) -> None:
         self.exec(name, ["kill", "-s", "KILL", str(self.node_pid(name, "sipwatch"))])
@@ -733,7 +749,17 @@ class Lab:
             seconds = time.monotonic() - t0
             self.heal(fault, old)
             settled = self.wait_placement(timeout_s=60.0)
-        return Failover(fault, old, new, seconds, settled, watch.max_holders, watch.sequence())
+        return Failover(
+            fault,
+            old,
+            new,
+            seconds,
+            settled,
+            watch.max_holders,
+            watch.sequence(),
+            watch.max_lan_holders,
+            watch.overlap_s,
+        )
 
     def reset(self, timeout_s: float = 60.0) -> str:
         """Back to a steady state: fail counts cleared, g_pbx settled and answering, every
@@ -775,16 +801,21 @@ class Failover:
     seconds: float  # injection -> answered by `new`
     settled_on: str  # where g_pbx settled
     max_holders: int  # most nodes holding the VIP at one sample
-    holders: list[tuple[str, ...]]  # VIP holder sets seen, in order
+    holders: list[tuple[str, ...]]  # VIP holder sets seen, in order ("n1/cut": no carrier)
+    max_lan_holders: int = 0  # most holders at one sample that the LAN could reach
+    overlap_s: float = 0.0  # how long two nodes held the VIP (cut off or not)
 
 
 class VipWatch:
-    """Samples who holds the VIP; `max_holders` is the worst overlap seen."""
+    """Samples who holds the VIP, and whether each holder is cut off from the LAN (no
+    carrier on eth0): `max_holders` is the worst overlap seen by `ip addr` alone,
+    `max_lan_holders` the worst among holders the LAN could reach (without fencing, a
+    partitioned node keeps the VIP until its no-quorum stop; cut off, it cannot answer)."""
 
     def __init__(self, lab: Lab, period_s: float) -> None:
         self.lab = lab
         self.period_s = period_s
-        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self.samples: list[tuple[float, tuple[str, ...]]] = []  # "n1" or "n1/cut"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vip-watch", daemon=True)
 
@@ -797,12 +828,26 @@ class VipWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic(), tuple(self.lab.vip_holders())))
+            now = time.monotonic()
+            holders = tuple(
+                f"{n}/cut" if self.lab.cut_off(n) else n for n in self.lab.vip_holders()
+            )
+            self.samples.append((now, holders))
             self._stop.wait(self.period_s)
 
     @property
     def max_holders(self) -> int:
         return max((len(h) for _, h in self.samples), default=0)
+
+    @property
+    def max_lan_holders(self) -> int:
+        return max((sum("/" not in n for n in h) for _, h in self.samples), default=0)
+
+    @property
+    def overlap_s(self) -> float:
+        """Time between the first and last sample with two holders (0 when never)."""
+        two = [t for t, h in self.samples if len(h) > 1]
+        return two[-1] - two[0] + self.period_s if two else 0.0
 
     def sequence(self) -> list[tuple[str, ...]]:
         """Distinct holder sets in order (consecutive duplicates folded)."""
@@ -874,6 +919,7 @@ freeze_file = "{node_dir / "freeze"}"
 audit_log = "{node_dir / "audit.jsonl"}"
 tool_timeout_s = 5.0
 tool_total_s = 10.0
+release_vip_without_quorum = true
 
 [[probes]]
 name = "pbx-udp"

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.lab
 # that still catch a regression to the stock agent's 55-63 s hang).
 LIMIT_S = {
     "crash": 3.0, "hang": 4.0, "503": 6.0, "drop": 8.0, "udp_dead": 8.0, "slow": 8.0,
-    "power_off": 15.0,
+    "power_off": 15.0, "partition": 15.0,
 }  # fmt: skip
 
 
@@ -106,6 +106,28 @@ def test_power_off_active(lab: Lab, steady: str) -> None:
     f = lab.measure_failover("power_off")  # heal = power back on: the node rejoins
     _assert_failover(lab, f, LIMIT_S["power_off"])
     # It rejoined as a standby and took nothing back.
+    root = lab.crm_mon()
+    online = sorted(n.get("name", "") for n in root.iter("node") if n.get("online") == "true")
+    assert online == list(NODES)
+
+
+def test_partition_of_active(lab: Lab, steady: str) -> None:
+    """No fencing in this design: the cut-off node keeps the VIP until its partition's
+    no-quorum stop, which the lab saw come up to 1 s after the majority had started it
+    elsewhere. sipwatch's quorum guard removes it the moment corosync reports the lost
+    quorum, so the VIP is never on two nodes — even if the cable comes back at once."""
+    since = datetime.now(UTC)
+    f = lab.measure_failover("partition")  # heal = cable back as soon as n2/n3 answer
+    _assert_failover(lab, f, LIMIT_S["partition"])
+    released = [
+        r
+        for r in lab.audit(f.old)
+        if datetime.fromisoformat(r["at"]) >= since and r["action"] == "release_vip"
+    ]
+    assert released and released[0]["result"] == "done", lab.audit(f.old)[-4:]
+    assert "lost quorum" in released[0]["detail"]
+    log = (lab.nodes[f.old].dir / "log-pacemaker" / "pacemaker.log").read_text()
+    assert "due to no quorum" in log  # Pacemaker's own stop followed
     root = lab.crm_mon()
     online = sorted(n.get("name", "") for n in root.iter("node") if n.get("online") == "true")
     assert online == list(NODES)

@@ -69,6 +69,9 @@ RUN = "/run/sipwatch-lab"  # inside each node (tmpfs)
 PBX_PIDFILE = f"{RUN}/kamailio.pid"
 PBX_CTL = f"{RUN}/kamailio_ctl"
 CMD_TIMEOUT_S = 15.0
+#: what fault "crm_hang" makes hang: every tool sipwatch's cluster agent may run
+CRM_TOOLS = ("attrd_updater", "cibadmin", "crm_attribute", "crm_mon", "crm_node",
+             "crm_resource", "crm_simulate")  # fmt: skip
 
 # The lab's PBX agent: Kamailio with the testbed config (fault switches), and a stop that
 # ends a hung PBX at once: a process group whose main process is stopped (SIGSTOP, state T)
@@ -280,6 +283,7 @@ class Lab:
     ivr: KamailioPeer | None = None
     up_s: float = 0.0
     _impaired: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    _hung_tools: set[str] = field(default_factory=set)
 
     # -- bring-up -----------------------------------------------------------------------------
     def up(self, timeout_s: float = 90.0) -> None:
@@ -490,7 +494,10 @@ class Lab:
         return [n for n, node in self.nodes.items() if node.proc and node.proc.poll() is None]
 
     def crm_mon(self, via: str | None = None) -> ET.Element:
-        for name in [via] if via else self.live_nodes():
+        if via in self._hung_tools:  # ask a node whose tools work
+            via = None
+        nodes = [via] if via else [n for n in self.live_nodes() if n not in self._hung_tools]
+        for name in nodes:
             done = self.exec(name, ["crm_mon", "-1", "--output-as=xml"], check=False)
             if done.returncode == 0:
                 return ET.fromstring(done.stdout)
@@ -512,6 +519,8 @@ class Lab:
         return holders[0]
 
     def health(self, name: str, via: str | None = None) -> str | None:
+        if via is None and name in self._hung_tools:
+            via = next(n for n in self.live_nodes() if n not in self._hung_tools)
         done = self.exec(via or name, ["attrd_updater", "-Q", "-n", "#health-sipwatch",
                                        "-N", name], check=False)  # fmt: skip
         m = re.search(r'value="([^"]*)"', done.stdout)
@@ -568,8 +577,9 @@ class Lab:
 
     def wait_health_green(self, timeout_s: float = 30.0) -> None:
         live = self.live_nodes()
+        via = next(n for n in live if n not in self._hung_tools)
         _wait(
-            lambda: all(self.health(n, via=live[0]) == "green" for n in live),
+            lambda: all(self.health(n, via=via) == "green" for n in live),
             timeout_s,
             "sipwatch did not publish green on every node",
         )
@@ -663,6 +673,22 @@ class Lab:
             for port in ("--dport", "--sport")
         ]
 
+    def hang_crm_tools(self, name: str) -> None:
+        """Every Pacemaker command-line tool on node `name` hangs (a `sleep` bind-mounted over
+        it inside the node's mount namespace only); the cluster's daemons are untouched."""
+        node = self.nodes[name]
+        hang = node.dir / "hang-tool"
+        hang.write_text("#!/bin/sh\nexec sleep 3600\n")
+        hang.chmod(0o755)
+        for tool in CRM_TOOLS:
+            self.exec(name, ["mount", "--bind", str(hang), f"/usr/sbin/{tool}"])
+        self._hung_tools.add(name)
+
+    def unhang_crm_tools(self, name: str) -> None:
+        for tool in CRM_TOOLS:
+            self.exec(name, ["umount", f"/usr/sbin/{tool}"], check=False)
+        self._hung_tools.discard(name)
+
     def kill_sipwatch(self, name: str) -> None:
         self.exec(name, ["kill", "-s", "KILL", str(self.node_pid(name, "sipwatch"))])
 
@@ -683,7 +709,7 @@ class Lab:
 
     def cleanup_resources(self) -> None:
         """Fail counts and operation history of g_pbx forgotten (after a test's failover)."""
-        live = self.live_nodes()
+        live = [n for n in self.live_nodes() if n not in self._hung_tools]
         self.exec(live[0], ["crm_resource", "--cleanup", "--resource", "g_pbx"], check=False)
 
     # -- one fault, measured -------------------------------------------------------------------
@@ -709,6 +735,8 @@ class Lab:
             self.kill_sipwatch(name)
         elif fault == "udp_dead":
             self._udp_sip(name, "-A")
+        elif fault == "crm_hang":
+            self.hang_crm_tools(name)
         else:
             raise ValueError(f"unknown fault {fault!r}")
 
@@ -729,6 +757,8 @@ class Lab:
             self.start_sipwatch(name)
         elif fault == "udp_dead":
             self._udp_sip(name, "-D")
+        elif fault == "crm_hang":
+            self.unhang_crm_tools(name)
 
     def _udp_sip(self, name: str, op: str) -> None:
         """SIP over UDP dead on node `name` while TCP works: an iptables rule in the node's

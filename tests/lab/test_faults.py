@@ -171,7 +171,56 @@ def test_ivr_unreachable_warns_but_moves_nothing(lab: Lab, steady: str) -> None:
         lab.heal("ivr_down", steady)
 
 
-@pytest.mark.parametrize("fault", ["sipwatch_killed", "power_off", "partition"])
+def test_crm_tools_hanging_on_active(lab: Lab, steady: str) -> None:
+    """Every crm_* tool on the active node hangs. While the node is healthy nothing needs
+    them: nothing moves. Then its PBX answers 503: the red verdict's hand-over hangs, is
+    killed at tool_timeout_s (5 s in the lab), reported, and retried — the daemon keeps
+    probing and answering throughout. Once the tools work again the red is delivered and
+    the group moves."""
+    lab.inject("crm_hang", steady)
+    try:
+        _assert_no_move(lab, steady, 4)
+        since = datetime.now(UTC)
+        lab.inject("503", steady)
+        failed: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 25
+        while not failed and time.monotonic() < deadline:
+            time.sleep(1)
+            failed = [
+                r
+                for r in lab.audit(steady)
+                if datetime.fromisoformat(r["at"]) >= since
+                and r["action"] == "publish_health"
+                and r["result"] == "failed"
+            ]
+        assert failed, f"no failed hand-over recorded: {lab.audit(steady)[-3:]}"
+        assert "timed out" in failed[0]["detail"], failed[0]
+        assert lab.vip_holders() == [steady]  # nothing could hand the verdict over
+        # The daemon is alive and still answers its HTTP endpoint (inside the node).
+        status = lab.exec(steady, ["python3", "-c", STATUS_PY], check=False)
+        assert '"verdict": "red"' in status.stdout, (status.stdout, status.stderr)
+    finally:
+        lab.heal("crm_hang", steady)
+    healed = time.monotonic()
+    try:
+        new, _ = lab.wait_served_by(not_by=steady, timeout_s=30)
+        delivered_s = time.monotonic() - healed
+    finally:
+        lab.heal("503", steady)
+    lab.wait_placement()
+    assert new != steady and lab.vip_holders() == [new]
+    # The next retry (every 5 s) with one tool timeout still running: well under 15 s.
+    assert delivered_s < 15, f"red delivered {delivered_s:.1f} s after the tools came back"
+    assert _red_since(lab, steady, since), lab.audit(steady)[-3:]
+
+
+STATUS_PY = (
+    "import urllib.request;"
+    "print(urllib.request.urlopen('http://127.0.0.1:8080/status', timeout=5).read().decode())"
+)
+
+
+@pytest.mark.parametrize("fault", ["sipwatch_killed", "power_off", "partition", "crm_hang"])
 def test_standby_fault_moves_nothing(lab: Lab, steady: str, fault: str) -> None:
     standby = next(n for n in NODES if n != steady)
     lab.inject(fault, standby)

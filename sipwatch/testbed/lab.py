@@ -20,7 +20,10 @@ private /etc/corosync, /var/lib/{corosync,pacemaker}, logs, a copy of resource.d
 corosync (knet, token 1000) and pacemakerd start from a pre-seeded CIB; the group g_pbx =
 p_vip + p_pbx prefers n1. mode "sipwatch": p_pbx is ocf:sipwatch:labpbx and `sipwatch run`
 publishes #health-sipwatch (node-health-strategy=migrate-on-red); mode "stock": p_pbx is
-ocf:heartbeat:kamailio (sipsak monitor, migration-threshold=1), no sipwatch — the baseline.
+ocf:heartbeat:kamailio (sipsak monitor, migration-threshold=1), no sipwatch — the baseline;
+mode "shim": the OCF shim ocf:sipwatch:sipwatch (mode=service, OCF_CHECK_LEVEL=10, 1 s) is
+the group's third member and the path to Pacemaker: its monitor runs `sipwatch check`, which
+asks the node's `sipwatch run` (cluster agent "none": it only probes and answers).
 
 Safety: every external command is an argv list with a timeout; every wait is bounded;
 teardown kills only the node inits this lab started (by PID, after checking the command line:
@@ -69,6 +72,8 @@ RUN = "/run/sipwatch-lab"  # inside each node (tmpfs)
 PBX_PIDFILE = f"{RUN}/kamailio.pid"
 PBX_CTL = f"{RUN}/kamailio_ctl"
 CMD_TIMEOUT_S = 15.0
+SIPWATCH_MODES = ("sipwatch", "shim")  # the modes that run `sipwatch run` on every node
+SHIM_CONFIG = f"{RUN}/sipwatch.toml"  # mode shim: the config the OCF shim's check reads
 #: what fault "crm_hang" makes hang: every tool sipwatch's cluster agent may run
 CRM_TOOLS = ("attrd_updater", "cibadmin", "crm_attribute", "crm_mon", "crm_node",
              "crm_resource", "crm_simulate")  # fmt: skip
@@ -254,7 +259,7 @@ LAB_POLICY_OVERRIDES = {"startup_grace_s": "3.0", "takeover_grace_s": "3.0"}
 
 @dataclass(frozen=True)
 class LabConfig:
-    mode: str = "sipwatch"  # "sipwatch" or "stock" (ocf:heartbeat:kamailio baseline)
+    mode: str = "sipwatch"  # "sipwatch", "shim" (OCF shim in the group) or "stock"
     monitor_interval_s: float = 1.0  # p_pbx monitor interval
     stop_timeout_s: float = 10.0  # p_pbx stop timeout (stock: 30 s as in the baseline)
     probe_interval_s: float = 1.0  # sipwatch probes
@@ -395,7 +400,7 @@ class Lab:
         cib.write_text(build_cib(self.config))
         _chown_tree(d / "var-lib-pacemaker")
         (d / "kamailio.cfg").write_text(pbx_cfg(name, stock=self.config.mode == "stock"))
-        if self.config.mode == "sipwatch":
+        if self.config.mode in SIPWATCH_MODES:
             (d / "lab-policy.toml").write_text(lab_policy())
             (d / "sipwatch.toml").write_text(sipwatch_toml(name, d, self.config))
         self.nodes[name] = Node(name=name, netns=f"{PREFIX}-{name}", dir=d)
@@ -425,6 +430,8 @@ class Lab:
             raise TestbedError(f"{name}: init failed: {ready}")
         self._write_state()
         shutil.copy2(node.dir / "kamailio.cfg", node.root(f"{RUN}/kamailio.cfg"))
+        if self.config.mode == "shim":  # the shim's config: one path on every node
+            shutil.copy2(node.dir / "sipwatch.toml", node.root(SHIM_CONFIG))
         env = ["env", "PCMK_logfile=/var/log/pacemaker/pacemaker.log", "PCMK_logfacility=none",
                "PCMK_debug=no"]  # fmt: skip
         self.spawn(name, ["corosync", "-f"], "corosync")
@@ -434,7 +441,7 @@ class Lab:
             timeout_s, f"{name}: corosync did not start",
         )  # fmt: skip
         self.spawn(name, [*env, "pacemakerd"], "pacemakerd")
-        if self.config.mode == "sipwatch":
+        if self.config.mode in SIPWATCH_MODES:
             self.start_sipwatch(name)
 
     def start_sipwatch(self, name: str) -> None:
@@ -512,6 +519,21 @@ class Lab:
             for n in r.iter("node")
         )
 
+    def group_started(self, node: str) -> bool:
+        """Every member of g_pbx is started on `node`, none with an action in flight (a
+        fault injected while the group's last start runs would be judged on that start)."""
+        root = self.crm_mon()
+        group = next((g for g in root.iter("group") if g.get("id") == "g_pbx"), None)
+        if group is None:
+            return False
+        members = list(group.iter("resource"))
+        return bool(members) and all(
+            r.get("role") == "Started"
+            and not r.get("pending")
+            and [n.get("name") for n in r.iter("node")] == [node]
+            for r in members
+        )
+
     def active(self) -> str:
         holders = self.vip_holders()
         if len(holders) != 1:
@@ -567,7 +589,7 @@ class Lab:
             except TestbedError:
                 return False
             holders = self.vip_holders()
-            if len(where) == 1 and holders == where:
+            if len(where) == 1 and holders == where and self.group_started(where[0]):
                 box["node"] = where[0]
                 return True
             return False
@@ -937,19 +959,7 @@ t1_s = 0.25
 http_host = "127.0.0.1"
 http_port = 8080
 
-[cluster]
-agent = "health_attribute"
-dry_run = false
-node = "{name}"
-resource = "g_pbx"
-cooldown_s = 0.0
-budget = 100
-budget_window_s = 60.0
-freeze_file = "{node_dir / "freeze"}"
-audit_log = "{node_dir / "audit.jsonl"}"
-tool_timeout_s = 5.0
-tool_total_s = 10.0
-release_vip_without_quorum = true
+{_cluster_section(name, node_dir, config)}
 
 [[probes]]
 name = "pbx-udp"
@@ -981,6 +991,26 @@ uri = "sip:{IVR_IP}:5060"
 outbound_proxy = "sip:{VIP}:5060"
 timeout_s = 1.5
 interval_s = 2.0
+"""
+
+
+def _cluster_section(name: str, node_dir: Path, config: LabConfig) -> str:
+    if config.mode == "shim":  # the OCF shim is the path to Pacemaker: the daemon only probes
+        return '[cluster]\nagent = "none"\n'
+    return f"""\
+[cluster]
+agent = "health_attribute"
+dry_run = false
+node = "{name}"
+resource = "g_pbx"
+cooldown_s = 0.0
+budget = 100
+budget_window_s = 60.0
+freeze_file = "{node_dir / "freeze"}"
+audit_log = "{node_dir / "audit.jsonl"}"
+tool_timeout_s = 5.0
+tool_total_s = 10.0
+release_vip_without_quorum = true
 """
 
 
@@ -1057,6 +1087,20 @@ def build_cib(config: LabConfig) -> str:
         _op(ops, "p_pbx", "monitor", mon, "5s")
         _op(ops, "p_pbx", "start", "0", "20s")
         _op(ops, "p_pbx", "stop", "0", _ms(config.stop_timeout_s))
+    if config.mode == "shim":
+        sw = ET.SubElement(group, "primitive", id="p_sw", type="sipwatch")
+        sw.set("class", "ocf")
+        sw.set("provider", "sipwatch")
+        _nv(sw, "instance_attributes", "p_sw-ia", {
+            "mode": "service", "config": SHIM_CONFIG, "pidfile": PBX_PIDFILE,
+            "sipwatch": str(Path(config.sipwatch_python).parent / "sipwatch"),
+        })  # fmt: skip
+        ops = ET.SubElement(sw, "operations")
+        mon_op = ET.SubElement(ops, "op", id="p_sw-monitor", name="monitor", interval=mon,
+                               timeout="10s")  # fmt: skip
+        _nv(mon_op, "instance_attributes", "p_sw-monitor-ia", {"OCF_CHECK_LEVEL": "10"})
+        _op(ops, "p_sw", "start", "0", "20s")
+        _op(ops, "p_sw", "stop", "0", "10s")
     ET.SubElement(cons, "rsc_location", id="l_g_pbx_n1", rsc="g_pbx", node="n1", score="50")
     root.set("have-quorum", "1")
     return ET.tostring(root, encoding="unicode")
@@ -1207,7 +1251,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sipwatch.testbed.lab", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("action", choices=("up", "down", "status"))
-    p.add_argument("--mode", choices=("sipwatch", "stock"), default="sipwatch")
+    p.add_argument("--mode", choices=("sipwatch", "shim", "stock"), default="sipwatch")
     p.add_argument("--monitor-interval", type=float, default=1.0)
     args = p.parse_args(argv)
     if args.action == "down":

@@ -1,7 +1,8 @@
 """The three-node HA lab (sipwatch.testbed.lab) for the fault suite: brought up once per
-session, torn down however the session ends. Without root the whole suite is skipped, loudly.
+test module (in the module's LAB_MODE, default "sipwatch"), torn down however the module
+ends. Without root the whole suite is skipped, loudly.
 
-    lab        session   the running lab (3 nodes, g_pbx on n1, every sipwatch green)
+    lab        module    the running lab (3 nodes, g_pbx on n1, every sipwatch green)
     steady     function  before each test: fail counts cleared, g_pbx settled and answering,
                          every sipwatch green; yields the active node
 """
@@ -18,8 +19,8 @@ from sipwatch.testbed.lab import STATE_FILE, Lab, LabConfig, _is_lab_init, down_
 from sipwatch.testbed.netns import require_root
 
 
-@pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     why = require_root()
     if why:
         pytest.skip(f"LAB TESTS SKIPPED: {why}")
@@ -35,7 +36,7 @@ def lab() -> Iterator[Lab]:
         warnings.warn(
             f"removed a stale lab left by an interrupted run: {down_from_state()}", stacklevel=1
         )
-    the_lab = Lab(LabConfig())
+    the_lab = Lab(LabConfig(mode=getattr(request.module, "LAB_MODE", "sipwatch")))
     the_lab.up()
     try:
         yield the_lab

@@ -93,7 +93,7 @@ lab-soak: setup
 	$(PY) -m pytest tests/lab -q -p no:cacheprovider -m lab_slow
 
 lab-bench: setup
-	$(PY) bench/failover.py -n $(or $(N),5)
+	$(PY) bench/failover.py -n $(or $(N),10)
 
 lab-down:
 	$(PY) -m sipwatch.testbed.lab down

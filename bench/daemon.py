@@ -58,9 +58,11 @@ def config(kam: object, port: int, n: int) -> str:
     transports = ("udp", "tcp")
     for i in range(n):
         t = transports[i % 2]
-        lines.append(f'[[probes]]\nname = "pbx-{t}-{i}"\nkind = "sip_options"\n'
-                     f'uri = "{kam.uri(t, user=f"u{i}")}"\n'  # type: ignore[attr-defined]
-                     f"interval_s = {INTERVAL}\ntimeout_s = {TIMEOUT}\n")
+        lines.append(
+            f'[[probes]]\nname = "pbx-{t}-{i}"\nkind = "sip_options"\n'
+            f'uri = "{kam.uri(t, user=f"u{i}")}"\n'  # type: ignore[attr-defined]
+            f"interval_s = {INTERVAL}\ntimeout_s = {TIMEOUT}\n"
+        )
     return "".join(lines)
 
 
@@ -107,8 +109,9 @@ def main() -> int:
         cfg = work / "sipwatch.toml"
         cfg.write_text(config(kam, port, 10))
         log = (work / "daemon.log").open("wb")
-        proc = subprocess.Popen([SIPWATCH, "run", "--config", str(cfg)], stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [SIPWATCH, "run", "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             if wait_for(lambda: get(port, "/readyz")[0] == 200, 15) is None:
                 raise SystemExit("daemon never became ready")
@@ -126,18 +129,24 @@ def main() -> int:
             status = json.loads(get(port, "/status")[1])
             runs = sum(p["runs"] for p in status["probes"].values())
             out["footprint"] = {
-                "targets": 10, "interval_s": INTERVAL, "seconds": round(elapsed, 1),
+                "targets": 10,
+                "interval_s": INTERVAL,
+                "seconds": round(elapsed, 1),
                 "cpu_share_of_one_core": (cpu1 - cpu0) / elapsed,
-                "rss_max_mb": max(rss) / 2**20, "rss_last_mb": rss[-1] / 2**20,
+                "rss_max_mb": max(rss) / 2**20,
+                "rss_last_mb": rss[-1] / 2**20,
                 "rss_growth_second_half_mb": (half[-1][2] - half[0][2]) / 2**20,
                 "fds_first_last": [samples[0][3], samples[-1][3]],
-                "probe_runs": runs, "verdict": status["verdict"],
+                "probe_runs": runs,
+                "verdict": status["verdict"],
             }
             f = out["footprint"]
-            print(f"footprint: CPU {100 * f['cpu_share_of_one_core']:.2f} % of one core, "
-                  f"RSS max {f['rss_max_mb']:.1f} MB (growth in 2nd half "
-                  f"{f['rss_growth_second_half_mb']:+.2f} MB), fds {f['fds_first_last']}, "
-                  f"{runs} probe runs in {elapsed:.0f} s")
+            print(
+                f"footprint: CPU {100 * f['cpu_share_of_one_core']:.2f} % of one core, "
+                f"RSS max {f['rss_max_mb']:.1f} MB (growth in 2nd half "
+                f"{f['rss_growth_second_half_mb']:+.2f} MB), fds {f['fds_first_last']}, "
+                f"{runs} probe runs in {elapsed:.0f} s"
+            )
 
             # 2. check wall time vs sipsak
             check = [SIPWATCH, "check", "--config", str(cfg)]
@@ -149,12 +158,16 @@ def main() -> int:
             for _ in range(args.runs):
                 ours.append(wall(check)[0])
                 base.append(wall(sipsak)[0])
-            row = {"check_median_ms": statistics.median(ours) * 1000,
-                   "sipsak_median_ms": statistics.median(base) * 1000}
+            row = {
+                "check_median_ms": statistics.median(ours) * 1000,
+                "sipsak_median_ms": statistics.median(base) * 1000,
+            }
             row["ratio"] = row["check_median_ms"] / row["sipsak_median_ms"]
             out["check_vs_sipsak"] = row
-            print(f"check (daemon answering): median {row['check_median_ms']:.1f} ms; "
-                  f"sipsak -s {row['sipsak_median_ms']:.1f} ms; ratio {row['ratio']:.2f}x")
+            print(
+                f"check (daemon answering): median {row['check_median_ms']:.1f} ms; "
+                f"sipsak -s {row['sipsak_median_ms']:.1f} ms; ratio {row['ratio']:.2f}x"
+            )
 
             # 3. detection latency
             floor = FALL * INTERVAL + TIMEOUT
@@ -177,9 +190,11 @@ def main() -> int:
             kam.stop()
             lat["closed_port_s"] = wait_for(red, 20)
             out["detection"] = lat
-            print(f"detection (fault -> /readyz red; floor fall x interval + timeout = "
-                  f"{floor:.1f} s): drop {lat['drop_s']:.2f} s, SIGSTOP "
-                  f"{lat['sigstop_s']:.2f} s, closed port {lat['closed_port_s']:.2f} s")
+            print(
+                f"detection (fault -> /readyz red; floor fall x interval + timeout = "
+                f"{floor:.1f} s): drop {lat['drop_s']:.2f} s, SIGSTOP "
+                f"{lat['sigstop_s']:.2f} s, closed port {lat['closed_port_s']:.2f} s"
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -28,6 +29,7 @@ from sipwatch.probes import run_probe
 from sipwatch.probes._sip import ProbeContext
 
 log = logging.getLogger("sipwatch.daemon")
+EXIT_SETTLE_S = 0.05  # from the PBX's pidfd firing to re-probing (see _watch_exit)
 
 #: The deadline of a probe run is at most this share of its interval, so a run always ends
 #: before the next one is due.
@@ -110,6 +112,7 @@ class Daemon:
         # Watchers that run beside the probes for as long as this daemon runs (the quorum
         # guard): each is called with the daemon's stop event.
         self.side_tasks: list[Callable[[asyncio.Event], Awaitable[None]]] = []
+        self._exit_watches: dict[int, int] = {}  # PBX main pid -> its pidfd
         self._rng = random.Random()
 
     def adopt(self, old: Daemon) -> None:
@@ -145,6 +148,7 @@ class Daemon:
             await stop.wait()
             for event in self._wake.values():
                 event.set()  # sleeping loops notice `stop` at once
+        self._unwatch_exits()
         if self._tasks:  # actions in flight: let them finish (each call has its own timeout)
             await asyncio.gather(*self._tasks, return_exceptions=True)
         log.info("event=daemon_stopped")
@@ -216,6 +220,40 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await events.aclose()  # type: ignore[attr-defined]
 
+    def _watch_exit(self, result: ProbeResult) -> None:
+        """Arm a pidfd (Linux >= 5.3) on the PBX main process a pbx_process probe found
+        running: when it exits, every probe runs at once, so a crash is judged within
+        milliseconds instead of at the next interval. Without pidfds (old kernel, another
+        PID namespace) the interval still covers it."""
+        pid = result.extra.get("pid") if result.extra.get("running") else None
+        if not isinstance(pid, int) or pid in self._exit_watches:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            return
+
+        def exited() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self._exit_watches.pop(pid, None)
+            # The pidfd is readable a moment before /proc shows the process as a zombie
+            # (the kernel notifies, then sets the exit state): probes run at once would
+            # still see it running. 50 ms is far beyond that window.
+            loop.call_later(EXIT_SETTLE_S, self.wake_all, f"pbx pid {pid} exited")
+
+        loop.add_reader(fd, exited)
+        self._exit_watches[pid] = fd
+
+    def _unwatch_exits(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop = asyncio.get_running_loop()
+            for fd in self._exit_watches.values():
+                loop.remove_reader(fd)
+                os.close(fd)
+        self._exit_watches.clear()
+
     # -- results and decisions ------------------------------------------------------------------
     def record(self, result: ProbeResult) -> Decision:
         """Fold one result into the state, decide, and act if the verdict changed."""
@@ -249,6 +287,9 @@ class Daemon:
                 result.rtt_ms,
                 result.detail,
             )
+        if result.kind == "pbx_process":
+            with contextlib.suppress(RuntimeError):  # no running loop: tests feeding results
+                self._watch_exit(result)
         self.state = observe(self.state, result, self.policy, now)
         previous = self.decision
         self.decision = decide(self.state, self.policy, now)

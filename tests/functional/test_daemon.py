@@ -211,3 +211,47 @@ def test_check_probes_itself_when_no_daemon_answers(kam, tmp_path):
     cfg.write_text(config(kam.uri("udp", user="ping"), free_port("tcp")))
     code, out = check(cfg)
     assert (code, out["source"], out["verdict"]) == (0, "probed", "green")
+
+
+def test_pbx_exit_is_seen_at_once_not_at_the_next_interval(tmp_path):
+    """A pbx_process probe every 30 s: the PBX's exit (a real process, ours, killed by PID)
+    still re-runs the probes within about a second, through the pidfd the daemon armed."""
+    pbx = subprocess.Popen(["sleep", "300"])
+    try:
+        (tmp_path / "policy.toml").write_text(POLICY)
+        (tmp_path / "pbx.pid").write_text(f"{pbx.pid}\n")
+        port = free_port("tcp")
+        cfg = tmp_path / "sipwatch.toml"
+        cfg.write_text(
+            f'policy = "policy.toml"\n[daemon]\nhttp_port = {port}\n'
+            f'[[probes]]\nname = "pbx"\nkind = "pbx_process"\npidfile = "{tmp_path}/pbx.pid"\n'
+            "interval_s = 30.0\ntimeout_s = 2.0\n"
+        )
+        log = tmp_path / "daemon.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
+            )
+        try:
+
+            def pbx_probe() -> dict:
+                if not _listening(port):
+                    return {}
+                return json.loads(get(port, "/status")[1])["probes"]["pbx"]
+
+            wait_for(lambda: pbx_probe().get("runs") == 1)
+            assert pbx_probe()["last"]["outcome"] == "ok"
+            pbx.kill()
+            pbx.wait(5)
+            killed = time.monotonic()
+            wait_for(lambda: pbx_probe().get("runs") == 2, timeout_s=5)
+            assert time.monotonic() - killed < 5 < 30  # the interval would have been 30 s
+            assert pbx_probe()["last"]["outcome"] == "down"
+            assert f"reprobe_all reason=pbx pid {pbx.pid} exited" in log.read_text()
+        finally:
+            proc.kill()
+            proc.wait(5)
+    finally:
+        if pbx.poll() is None:
+            pbx.kill()
+            pbx.wait(5)

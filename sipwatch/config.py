@@ -111,16 +111,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _quorum_guard_has_a_vip(self) -> Settings:
-        if self.cluster.release_vip_without_quorum:
-            if not any(p.kind == "vip" for p in self.probes):
-                raise ValueError(
-                    'cluster.release_vip_without_quorum needs a probe of kind "vip" '
-                    "(the address to release)"
-                )
-            if self.cluster.agent == "none":
-                raise ValueError(
-                    'cluster.release_vip_without_quorum needs cluster.agent (not "none")'
-                )
+        if self.cluster.release_vip_without_quorum and not any(
+            p.kind == "vip" for p in self.probes
+        ):
+            raise ValueError(
+                'cluster.release_vip_without_quorum needs a probe of kind "vip" '
+                "(the address to release)"
+            )
         return self
 
     def context(self) -> ProbeContext:

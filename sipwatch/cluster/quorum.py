@@ -72,13 +72,20 @@ async def quorum_events(
     until the consumer stops iterating; the tool's process group is killed then."""
     delay = restart_s[0]
     while True:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:  # removed or not executable since it was found
+            _log.error("event=quorum_tool_failed error=%r", exc.strerror or str(exc))
+            yield None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, restart_s[1])
+            continue
         try:
             assert proc.stdout is not None
             while line := await proc.stdout.readline():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 from typing import Any
 
 EXIT_CONFIG = 6
@@ -86,11 +87,12 @@ def _make_daemon(settings: Any, policy: Any, meta: dict[str, str], holder: Any) 
 
 def _make_quorum_guard(settings: Any, daemon: Any) -> Any:
     """The quorum guard (cluster/quorum.py) when `cluster.release_vip_without_quorum` is on:
-    on the VIP of the config's vip probe, auditing to the agent's audit log."""
+    on the VIP of the config's vip probe, auditing to the agent's audit log (or, with no
+    agent, to cluster.audit_log)."""
     c = settings.cluster
     if not c.release_vip_without_quorum:
         return None
-    # Settings checked both at load time: a vip probe and an agent exist.
+    # Settings checked at load time that a vip probe exists.
     vip = next(p for p in settings.probes if p.kind == "vip")
     from sipwatch.cluster.pacemaker import PacemakerTools, ToolPolicy
     from sipwatch.cluster.quorum import QuorumGuard, quorum_argv
@@ -111,12 +113,19 @@ def _make_quorum_guard(settings: Any, daemon: Any) -> Any:
             )
             return None
 
+    if daemon.agent is not None:
+        node, resource, audit = daemon.agent.node, daemon.agent.resource, daemon.agent.audit
+    else:  # the OCF shim is the path to Pacemaker (agent "none"): the guard still audits
+        from sipwatch.cluster.audit import AuditLog
+
+        node = c.node or socket.gethostname()
+        resource, audit = c.resource, AuditLog(c.audit_size, c.audit_log)
     return QuorumGuard(
         address=vip.address,
         interface=vip.interface,
-        node=daemon.agent.node,
-        resource=daemon.agent.resource,
-        audit=daemon.agent.audit,
+        node=node,
+        resource=resource,
+        audit=audit,
         read_policy=read_policy,
         argv=quorum_argv(c.quorum_tool),
         dry_run=c.dry_run,

@@ -23,7 +23,8 @@ publishes #health-sipwatch (node-health-strategy=migrate-on-red); mode "stock": 
 ocf:heartbeat:kamailio (sipsak monitor, migration-threshold=1), no sipwatch — the baseline;
 mode "shim": the OCF shim ocf:sipwatch:sipwatch (mode=service, OCF_CHECK_LEVEL=10, 1 s) is
 the group's third member and the path to Pacemaker: its monitor runs `sipwatch check`, which
-asks the node's `sipwatch run` (cluster agent "none": it only probes and answers).
+asks the node's `sipwatch run` (cluster agent "none": it probes, answers, and runs the quorum
+guard).
 
 Safety: every external command is an argv list with a timeout; every wait is bounded;
 teardown kills only the node inits this lab started (by PID, after checking the command line:
@@ -995,8 +996,16 @@ interval_s = 2.0
 
 
 def _cluster_section(name: str, node_dir: Path, config: LabConfig) -> str:
-    if config.mode == "shim":  # the OCF shim is the path to Pacemaker: the daemon only probes
-        return '[cluster]\nagent = "none"\n'
+    if config.mode == "shim":  # the OCF shim is the path to Pacemaker: the daemon probes
+        return f"""\
+[cluster]
+agent = "none"
+dry_run = false
+node = "{name}"
+resource = "g_pbx"
+audit_log = "{node_dir / "audit.jsonl"}"
+release_vip_without_quorum = true
+"""
     return f"""\
 [cluster]
 agent = "health_attribute"

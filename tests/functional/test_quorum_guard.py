@@ -102,6 +102,19 @@ def test_a_tool_that_ends_is_unknown_then_restarted() -> None:
     assert asyncio.run(asyncio.wait_for(first_four(), 10)) == [True, None, True, None]
 
 
+def test_a_tool_that_cannot_be_run_is_unknown_and_retried(tmp_path: Path) -> None:
+    tool = tmp_path / "quorumtool"
+    tool.write_text("not a program")  # not executable
+
+    async def first_two() -> list[bool | None]:
+        events = quorum_events([str(tool), "-m"], restart_s=(0.05, 0.1))
+        got = [await anext(events) for _ in range(2)]
+        await events.aclose()  # type: ignore[attr-defined]
+        return got
+
+    assert asyncio.run(asyncio.wait_for(first_two(), 10)) == [None, None]
+
+
 def test_missing_tool_turns_the_guard_off_loudly(caplog: pytest.LogCaptureFixture) -> None:
     assert quorum_argv("no-such-quorumtool-here") is None
     guard = _guard(AuditLog(), policy="stop", argv=None)

@@ -53,6 +53,17 @@ def test_active_fault_fails_over_through_the_shim(lab: Lab, steady: str, fault: 
     assert lab.client_options() == f.new
 
 
+def test_partition_of_active_with_the_guard_and_no_agent(lab: Lab, steady: str) -> None:
+    """The quorum guard runs in `sipwatch run` even with cluster agent "none"."""
+    f = lab.measure_failover("partition")
+    assert f.new != f.old and f.settled_on == f.new, f
+    assert f.max_holders <= 1, f"VIP on two nodes at once: {f.holders}"
+    released = [r for r in lab.audit(f.old) if r["action"] == "release_vip"]
+    assert released and released[-1]["result"] == "done", lab.audit(f.old)[-3:]
+    time.sleep(3)
+    assert lab.vip_holders() == [f.new]
+
+
 def test_sipwatch_killed_check_probes_itself_and_moves_nothing(lab: Lab, steady: str) -> None:
     """Without the daemon, `sipwatch check` runs the probes itself: slower, still green."""
     lab.inject("sipwatch_killed", steady)

@@ -101,15 +101,16 @@ def test_invalid_values_name_key_and_reason(tmp_path, snippet, key, reason):
     assert f"  {key}" in text and reason in text, text
 
 
-def test_quorum_guard_needs_a_vip_probe_and_an_agent(tmp_path):
+def test_quorum_guard_needs_a_vip_probe(tmp_path):
     snippet = '[cluster]\nagent = "health_attribute"\nrelease_vip_without_quorum = true\n'
     with pytest.raises(ConfigError, match='needs a probe of kind "vip"'):
         load_settings(write(tmp_path, snippet))
     vip = '[[probes]]\nkind = "vip"\naddress = "10.0.0.100"\n'
-    with pytest.raises(ConfigError, match=r"needs cluster\.agent"):
-        load_settings(write(tmp_path, "[cluster]\nrelease_vip_without_quorum = true\n" + vip))
     settings = load_settings(write(tmp_path, snippet + vip))
     assert settings.cluster.release_vip_without_quorum is True
+    # Without an agent too (the OCF shim is then the path to Pacemaker).
+    alone = load_settings(write(tmp_path, "[cluster]\nrelease_vip_without_quorum = true\n" + vip))
+    assert alone.cluster.agent == "none"
 
 
 def test_bad_toml_and_missing_file(tmp_path):

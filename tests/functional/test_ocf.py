@@ -412,6 +412,25 @@ def test_service_start_gives_up_on_a_pbx_that_is_not_running(
     assert not Path(env["OCF_RESKEY_state"]).exists()
 
 
+def test_service_start_trusts_a_live_pidfile_over_a_stale_not_running(
+    agent: Path, fake: FakeSipwatch, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The daemon may still report the PBX as not running from before its start: with the
+    pidfile's process alive (a real process of ours), exit 7 is waited out, not failed."""
+    pbx = subprocess.Popen(["sleep", "60"])
+    try:
+        pidfile = tmp_path / "pbx.pid"
+        pidfile.write_text(f"{pbx.pid}\n")
+        service = {**env, "OCF_RESKEY_mode": "service", "OCF_RESKEY_pidfile": str(pidfile),
+                   "OCF_RESKEY_CRM_meta_timeout": "20000"}  # fmt: skip
+        fake.set(7, 7, 7, 0)
+        assert run_agent(agent, "start", env=service).returncode == 0
+        assert sum(c.startswith("check") for c in fake.calls()) == 4
+    finally:
+        pbx.kill()
+        pbx.wait(5)
+
+
 def test_validation(agent: Path, fake: FakeSipwatch, env: dict[str, str]) -> None:
     bad_mode = {**env, "OCF_RESKEY_mode": "bogus"}
     done = run_agent(agent, "start", env=bad_mode)

@@ -128,6 +128,7 @@ class QuorumGuard:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     quorate: bool | None = None
     policy: str | None = None
+    _refresh: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.argv is None:
@@ -158,14 +159,21 @@ class QuorumGuard:
         if quorate:
             if previous is not True:
                 _log.info("event=quorum quorate=yes")
-            # Read the policy while the cluster is whole: when quorum goes, the guard must
-            # act at once, not wait for a crm tool.
-            self.policy = await asyncio.to_thread(self.read_policy) or self.policy
+            # Read the policy while the cluster is whole, in the background: when quorum
+            # goes, the guard must act at once, not wait for a crm tool (which may hang).
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.create_task(self._read_policy())
             return
         _log.warning("event=quorum quorate=no")
-        if self.policy is None:
-            self.policy = await asyncio.to_thread(self.read_policy)
+        if self.policy is None:  # never read yet: nothing to go on but a read now
+            if self._refresh is not None and not self._refresh.done():
+                await self._refresh
+            else:
+                await self._read_policy()
         await self.release()
+
+    async def _read_policy(self) -> None:
+        self.policy = await asyncio.to_thread(self.read_policy) or self.policy
 
     async def release(self) -> AuditRecord | None:
         """Remove the VIP if this node holds it and no-quorum-policy says the partition stops

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,3 +218,38 @@ def test_nothing_to_release_on_a_standby(ns: Netns) -> None:
     audit = AuditLog()
     assert _lose_quorum(ns, _guard(audit, policy="stop")) is False
     assert audit.records() == ()
+
+
+def test_a_hanging_policy_read_does_not_delay_the_release(ns: Netns) -> None:
+    """The policy is re-read in the background on every quorate report; when a read hangs
+    (crm tools hanging) and quorum then goes, the cached policy decides at once."""
+    ns.add_address(f"{VIP}/24", "vip0")
+    audit = AuditLog()
+    release = threading.Event()
+    calls: list[float] = []
+
+    def read_policy() -> str | None:
+        calls.append(time.monotonic())
+        if len(calls) > 1:
+            release.wait(10)  # the second read hangs until the test lets it go
+        return "stop"
+
+    guard = _guard(audit, policy="stop")
+    guard.read_policy = read_policy
+
+    async def run() -> tuple[bool, float]:
+        await guard.observe(True)
+        await asyncio.sleep(0.2)  # the first read is done: "stop" is cached
+        await guard.observe(True)  # the second one hangs
+        started = time.monotonic()
+        await guard.observe(False)
+        took = time.monotonic() - started
+        held = (await vip_state(VIP, "vip0")).held
+        release.set()
+        return held, took
+
+    held, took = run_async_in(ns, run, timeout_s=20)
+    assert held is False and took < 2, (held, took)
+    assert len(calls) == 2
+    [record] = audit.records()
+    assert record.result == "done"

@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from sipwatch.testbed.lab import STATE_FILE, Lab, LabConfig
+from sipwatch.testbed.lab import LabConfig, lab_up
 
 SETUPS = {
     "sipwatch": LabConfig(mode="sipwatch", monitor_interval_s=1.0, stop_timeout_s=10.0),
@@ -56,10 +56,8 @@ def run_setup(
     name: str, faults: list[str], n: int, n_slow: int, timeout_s: float, rng: random.Random
 ) -> dict[str, object]:
     config = SETUPS[name]
-    lab = Lab(config)
-    lab.up()
-    out: dict[str, object] = {"bring_up_s": round(lab.up_s, 2)}
-    try:
+    with lab_up(config) as lab:
+        out: dict[str, object] = {"bring_up_s": round(lab.up_s, 2)}
         for fault in faults:
             times: list[float] = []
             overlaps = 0
@@ -80,9 +78,6 @@ def run_setup(
                 "max": round(max(times), 3),
                 "vip_on_two_nodes": overlaps,
             }
-    finally:
-        lab.down()
-        STATE_FILE.unlink(missing_ok=True)
     return out
 
 

@@ -607,21 +607,17 @@ class PacemakerTools:
                 if attr.get("name") == name and attr.get("host", node) == node:
                     return attr.get("value") or None  # attrd's "delete" leaves ""
             return None
-        result = self.run(
-            "crm_attribute",
-            ["--node", node, "--name", name, "--lifetime", "reboot", "--query", "--output-as=xml"],
-            cib_file=cib_file,
+        return self._crm_attribute_query(
+            ["--node", node, "--name", name, "--lifetime", "reboot"], cib_file=cib_file
         )
-        if result.rc == _RC_NO_SUCH_OBJECT:
-            return None
-        found = _parse(_require(result), "pacemaker-result").find("attribute")
-        return (found.get("value") or None) if found is not None else None
 
     def cluster_option(self, name: str) -> str | None:
         """A cluster property (crm_config), None when unset (Pacemaker's default applies)."""
-        result = self.run(
-            "crm_attribute", ["--type", "crm_config", "--name", name, "--query", "--output-as=xml"]
-        )
+        return self._crm_attribute_query(["--type", "crm_config", "--name", name])
+
+    def _crm_attribute_query(self, args: list[str], *, cib_file: Path | None = None) -> str | None:
+        """`crm_attribute ARGS --query`: the value, None when unset."""
+        result = self.run("crm_attribute", [*args, "--query", "--output-as=xml"], cib_file=cib_file)
         if result.rc == _RC_NO_SUCH_OBJECT:
             return None
         found = _parse(_require(result), "pacemaker-result").find("attribute")

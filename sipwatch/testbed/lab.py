@@ -504,26 +504,25 @@ class Lab:
     def crm_mon(self, via: str | None = None) -> ET.Element:
         if via in self._hung_tools:  # ask a node whose tools work
             via = None
-        nodes = [via] if via else [n for n in self.live_nodes() if n not in self._hung_tools]
+        nodes = [via] if via else self.tool_nodes()
         for name in nodes:
             done = self.exec(name, ["crm_mon", "-1", "--output-as=xml"], check=False)
             if done.returncode == 0:
                 return ET.fromstring(done.stdout)
         raise TestbedError("crm_mon failed on every live node")
 
-    def placement(self, rsc: str = "p_pbx", via: str | None = None) -> list[str]:
-        root = self.crm_mon(via)
-        return sorted(
-            n.get("name", "")
-            for r in root.iter("resource")
-            if r.get("id") == rsc and r.get("role") == "Started"
-            for n in r.iter("node")
-        )
+    def tool_nodes(self) -> list[str]:
+        """Live nodes whose Pacemaker tools work (not hung by fault "crm_hang")."""
+        return [n for n in self.live_nodes() if n not in self._hung_tools]
 
-    def group_started(self, node: str) -> bool:
-        """Every member of g_pbx is started on `node`, none with an action in flight (a
-        fault injected while the group's last start runs would be judged on that start)."""
-        root = self.crm_mon()
+    def placement(self, rsc: str = "p_pbx", via: str | None = None) -> list[str]:
+        return _started_on(self.crm_mon(via), rsc)
+
+    @staticmethod
+    def group_started(root: ET.Element, node: str) -> bool:
+        """In crm_mon's XML `root`: every member of g_pbx is started on `node`, none with an
+        action in flight (a fault injected while the group's last start runs would be judged
+        on that start)."""
         group = next((g for g in root.iter("group") if g.get("id") == "g_pbx"), None)
         if group is None:
             return False
@@ -543,7 +542,7 @@ class Lab:
 
     def health(self, name: str, via: str | None = None) -> str | None:
         if via is None and name in self._hung_tools:
-            via = next(n for n in self.live_nodes() if n not in self._hung_tools)
+            via = self.tool_nodes()[0]
         done = self.exec(via or name, ["attrd_updater", "-Q", "-n", "#health-sipwatch",
                                        "-N", name], check=False)  # fmt: skip
         m = re.search(r'value="([^"]*)"', done.stdout)
@@ -586,11 +585,12 @@ class Lab:
 
         def settled() -> bool:
             try:
-                where = self.placement()
+                root = self.crm_mon()
             except TestbedError:
                 return False
+            where = _started_on(root, "p_pbx")
             holders = self.vip_holders()
-            if len(where) == 1 and holders == where and self.group_started(where[0]):
+            if len(where) == 1 and holders == where and self.group_started(root, where[0]):
                 box["node"] = where[0]
                 return True
             return False
@@ -600,7 +600,7 @@ class Lab:
 
     def wait_health_green(self, timeout_s: float = 30.0) -> None:
         live = self.live_nodes()
-        via = next(n for n in live if n not in self._hung_tools)
+        via = self.tool_nodes()[0]
         _wait(
             lambda: all(self.health(n, via=via) == "green" for n in live),
             timeout_s,
@@ -732,8 +732,8 @@ class Lab:
 
     def cleanup_resources(self) -> None:
         """Fail counts and operation history of g_pbx forgotten (after a test's failover)."""
-        live = [n for n in self.live_nodes() if n not in self._hung_tools]
-        self.exec(live[0], ["crm_resource", "--cleanup", "--resource", "g_pbx"], check=False)
+        self.exec(self.tool_nodes()[0], ["crm_resource", "--cleanup", "--resource", "g_pbx"],
+                  check=False)  # fmt: skip
 
     # -- one fault, measured -------------------------------------------------------------------
     def inject(self, fault: str, name: str) -> None:
@@ -844,6 +844,7 @@ class Lab:
             _run(["ip", "netns", "del", ns], check=False)
         self.namespaces.clear()
         shutil.rmtree(self.base, ignore_errors=True)
+        STATE_FILE.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -1115,6 +1116,16 @@ def build_cib(config: LabConfig) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
+def _started_on(root: ET.Element, rsc: str) -> list[str]:
+    """The nodes crm_mon's XML `root` shows resource `rsc` started on."""
+    return sorted(
+        n.get("name", "")
+        for r in root.iter("resource")
+        if r.get("id") == rsc and r.get("role") == "Started"
+        for n in r.iter("node")
+    )
+
+
 # -- client side (runs in a thread inside the client namespace) ----------------------------------
 def _options_once(timeout_s: float) -> str | None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -1228,7 +1239,6 @@ def lab_up(config: LabConfig | None = None) -> Iterator[Lab]:
         yield lab
     finally:
         lab.down()
-        STATE_FILE.unlink(missing_ok=True)
 
 
 def down_from_state() -> list[str]:

@@ -240,8 +240,8 @@ def test_a_hanging_policy_read_does_not_delay_the_release(ns: Netns) -> None:
     async def run() -> tuple[bool, float]:
         await guard.observe(True)
         await asyncio.sleep(0.2)  # the first read is done: "stop" is cached
-        await guard.observe(True)  # the second one hangs
-        started = time.monotonic()
+        started = time.monotonic()  # a blocking re-read would hold the next line ~10 s
+        await guard.observe(True)  # the second read hangs
         await guard.observe(False)
         took = time.monotonic() - started
         held = (await vip_state(VIP, "vip0")).held

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sipwatch.testbed.lab import STATE_FILE, Lab, LabConfig, _is_lab_init, down_from_state
+from sipwatch.testbed.lab import STATE_FILE, Lab, LabConfig, _is_lab_init, down_from_state, lab_up
 from sipwatch.testbed.netns import require_root
 
 
@@ -36,13 +36,8 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         warnings.warn(
             f"removed a stale lab left by an interrupted run: {down_from_state()}", stacklevel=1
         )
-    the_lab = Lab(LabConfig(mode=getattr(request.module, "LAB_MODE", "sipwatch")))
-    the_lab.up()
-    try:
+    with lab_up(LabConfig(mode=getattr(request.module, "LAB_MODE", "sipwatch"))) as the_lab:
         yield the_lab
-    finally:
-        the_lab.down()
-        STATE_FILE.unlink(missing_ok=True)
 
 
 @pytest.fixture

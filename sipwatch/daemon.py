@@ -45,6 +45,10 @@ class DaemonOptions:
     failure_history: int = 200  # failed results kept longer, per probe
     latency_window: int = 100  # RTTs kept per probe for p95
     act: bool = True  # hand decisions to the cluster agent (which may itself be dry-run)
+    # Hand the current verdict over again this often even when the last hand-over worked:
+    # a transient attribute can be lost behind our back (attrd restarted, or a rejoining
+    # node's attrd synced from peers that never had it); unchanged values are not logged.
+    reassert_s: float = 30.0
 
 
 @dataclass(slots=True)
@@ -333,7 +337,8 @@ class Daemon:
             return False
         if self.decision.verdict != self._acted:
             return True
-        return not self._acted_ok and self.clock() - self._acted_at >= ACTION_RETRY_S
+        since = self.clock() - self._acted_at
+        return (not self._acted_ok and since >= ACTION_RETRY_S) or since >= self.options.reassert_s
 
     async def _act_now(self, decision: Decision) -> None:
         """Hand the verdict to the cluster agent, one action at a time, off the loop: the

@@ -35,11 +35,13 @@ class SecretError(SipwatchError):
 class ClusterError(SipwatchError):
     """A Pacemaker command-line tool failed, timed out or printed something unparseable.
 
-    `summary` names the tool and what went wrong, never its argv or output in full."""
+    `summary` names the tool and what went wrong, never its argv or output in full; `rc` is
+    the tool's exit code when it ran and failed (None: timed out, not run, or bad output)."""
 
-    def __init__(self, summary: str) -> None:
+    def __init__(self, summary: str, *, rc: int | None = None) -> None:
         super().__init__(summary)
         self.summary = summary
+        self.rc = rc
 
 
 class SipError(SipwatchError):

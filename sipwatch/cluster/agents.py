@@ -18,7 +18,9 @@ agent's AuditLog and to the `sipwatch.cluster` logger. Must not know: command li
 
 One action (`_perform`), in this order — the first rail that says no ends it:
     own_node → freeze file → snapshot (`cibadmin --query`, saved in a private temp dir)
-    → freeze in the CIB → quorum → plan (already as asked: "unchanged")
+    → this node joined (else "waiting": the cluster stack is still starting; bounded)
+    → freeze in the CIB → quorum → plan (already as asked: "unchanged", judged where the
+      change is written and read back: attrd for the health attribute on a live cluster)
     → degrading actions only: simulate the copy as it is; not_active; apply the change to the
       copy; simulate again; last_node; if the resource leaves this node: cooldown, budget
     → dry run stops here ("would") → apply for real and read it back; on any failure undo what
@@ -40,6 +42,7 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt, stop_after_d
 
 from sipwatch.cluster.audit import ActionOutcome, AuditLog, AuditRecord
 from sipwatch.cluster.pacemaker import (
+    NOT_CONNECTED_RCS,
     Ban,
     Change,
     CibSnapshot,
@@ -67,6 +70,10 @@ __all__ = [
 ]
 
 HEALTH_ATTRIBUTE = "#health-sipwatch"
+#: How long a node whose cluster stack is still joining is waited for (quietly: "waiting",
+#: reported once) before that becomes a failure. A rebooted node's corosync + Pacemaker
+#: usually join in seconds; dc-deadtime (20 s by default) bounds a fresh cluster's start.
+JOIN_WAIT_S = 120.0
 _log = logging.getLogger("sipwatch.cluster")
 _RANK = {"green": 0, "yellow": 1, "red": 2}
 
@@ -174,6 +181,10 @@ class _Plan:
         return "; ".join(c.describe() for c in self.changes) or "nothing to change"
 
 
+class _NotReady(Exception):
+    """This node's cluster stack cannot take a change yet (still joining)."""
+
+
 class _Refused(Exception):
     def __init__(self, rail: Rail, detail: str, *, failover: bool = False) -> None:
         super().__init__(detail)
@@ -199,6 +210,7 @@ class PacemakerAgent:
         attribute: str = HEALTH_ATTRIBUTE,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = _utc_now,
+        join_wait_s: float = JOIN_WAIT_S,
     ) -> None:
         if not node or not resource:
             raise ValueError("node and resource must be named")
@@ -211,6 +223,8 @@ class PacemakerAgent:
         self.attribute = attribute
         self._clock = clock
         self._wall = wall
+        self.join_wait_s = join_wait_s
+        self._waiting_since: float | None = None  # since when this node is still joining
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(node={self._node!r}, resource={self._resource!r})"
@@ -260,7 +274,7 @@ class PacemakerAgent:
             have_quorum=snap.have_quorum,
             frozen=self.rails.file_frozen() or self._cib_frozen(snap),
             running_on=tuple(sorted(view.running_on)) if view else (),
-            health=snap.transient_attribute(self._node, self.attribute),
+            health=self._health_or_cib(snap),
             banned=ban is not None and ban.active(self._wall()),
             standby=is_true(snap.transient_attribute(self._node, "standby")),
             nodes=sim.current.nodes,
@@ -280,11 +294,25 @@ class PacemakerAgent:
     def _plan_clear(self, snap: CibSnapshot) -> _Plan:
         raise NotImplementedError
 
+    def _health_now(self) -> str | None:
+        """The health attribute as it is written and read back (`holds()`): on a live cluster
+        pacemaker-attrd's value, the one Pacemaker acts on. Never the CIB snapshot's status
+        section: attrd and the CIB can disagree (a rejoining node's attrd synced from peers
+        that never had the value while the CIB kept it), and judging "already as asked" from
+        the CIB then never repairs the attribute."""
+        return self.tools.node_attribute(self._node, self.attribute, attrd=True)
+
+    def _health_or_cib(self, snap: CibSnapshot) -> str | None:
+        try:
+            return self._health_now()
+        except ClusterError:
+            return snap.transient_attribute(self._node, self.attribute)
+
     def _plan_health(self, verdict: Verdict) -> Callable[[CibSnapshot], _Plan]:
         """Set the health attribute (the HealthAttributeAgent's one change)."""
 
         def plan(snap: CibSnapshot) -> _Plan:
-            current = snap.transient_attribute(self._node, self.attribute)
+            current = self._health_now()
             if current == verdict.value:
                 return _Plan()
             return _Plan(
@@ -354,6 +382,8 @@ class PacemakerAgent:
             return self._record(
                 action, ActionOutcome.DONE, summary, started, detail=detail, failover=failover
             )
+        except _NotReady as why:
+            return self._waiting(action, summary, started, str(why), dry_run=not commit)
         except _Refused as refusal:
             return self._record(
                 action,
@@ -391,9 +421,23 @@ class PacemakerAgent:
         """Every rail that needs the cluster's state. Returns the plan (also put in `planned`)
         and whether it is a failover (moves the resource off this node); raises _Refused or
         ClusterError."""
-        snap = self.tools.snapshot(workdir)
+        try:
+            snap = self.tools.snapshot(workdir)
+        except ClusterError as exc:
+            if exc.rc in NOT_CONNECTED_RCS:
+                raise _NotReady(f"the CIB is not reachable yet ({exc.summary})") from None
+            raise
         if not snap.has_node(self._node):
             raise ClusterError(f"node {self._node} is not in the CIB")
+        if not snap.joined(self._node):
+            raise _NotReady(f"{self._node} has not joined the cluster yet")
+        if self._waiting_since is not None:
+            _log.info(
+                "event=cluster_joined node=%s waited_s=%.1f",
+                self._node,
+                self._clock() - self._waiting_since,
+            )
+            self._waiting_since = None
         frozen = self._cib_frozen(snap)
         if frozen:
             raise _Refused(Rail.FREEZE, frozen)
@@ -485,7 +529,40 @@ class PacemakerAgent:
             return f"undo failed: {exc.summary}"
         return "undone"
 
-    def _record(
+    def _waiting(
+        self, action: str, summary: str, started: float, why: str, *, dry_run: bool
+    ) -> AuditRecord:
+        """A node still joining is normal at boot: "waiting", logged once, retried by the
+        caller. Past `join_wait_s` it is a failure (logged, like any failure)."""
+        now = self._clock()
+        first = self._waiting_since is None
+        if self._waiting_since is None:
+            self._waiting_since = now
+        waited = now - self._waiting_since
+        if waited > self.join_wait_s:
+            return self._record(
+                action,
+                ActionOutcome.FAILED,
+                summary,
+                started,
+                detail=f"{why}, for {waited:.0f} s",
+                dry_run=dry_run,
+            )
+        record = self._make_record(
+            action, ActionOutcome.WAITING, summary, started, detail=why, dry_run=dry_run
+        )
+        if first:
+            self._audit.append(record)
+            _log.warning(
+                "event=cluster_waiting node=%s action=%s detail=%r bound_s=%.0f",
+                self._node,
+                action,
+                why,
+                self.join_wait_s,
+            )
+        return record
+
+    def _make_record(
         self,
         action: str,
         result: ActionOutcome,
@@ -497,7 +574,7 @@ class PacemakerAgent:
         dry_run: bool = False,
         failover: bool = False,
     ) -> AuditRecord:
-        record = AuditRecord(
+        return AuditRecord(
             at=self._wall(),
             action=action,
             agent=self.kind,
@@ -510,6 +587,29 @@ class PacemakerAgent:
             dry_run=dry_run,
             failover=failover,
             duration_s=max(0.0, self._clock() - started),
+        )
+
+    def _record(
+        self,
+        action: str,
+        result: ActionOutcome,
+        summary: str,
+        started: float,
+        *,
+        rail: Rail | None = None,
+        detail: str = "",
+        dry_run: bool = False,
+        failover: bool = False,
+    ) -> AuditRecord:
+        record = self._make_record(
+            action,
+            result,
+            summary,
+            started,
+            rail=rail,
+            detail=detail,
+            dry_run=dry_run,
+            failover=failover,
         )
         if result is ActionOutcome.UNCHANGED:
             return record
@@ -553,8 +653,7 @@ class HealthAttributeAgent(PacemakerAgent):
         return self._plan_health(Verdict.RED)(snap)
 
     def _plan_clear(self, snap: CibSnapshot) -> _Plan:
-        current = snap.transient_attribute(self._node, self.attribute)
-        if current is None:
+        if self._health_now() is None:
             return _Plan()
         return _Plan(changes=(SetNodeAttribute(self._node, self.attribute, None, attrd=True),))
 

@@ -31,6 +31,9 @@ class ActionOutcome(enum.StrEnum):
     WOULD = "would"  # dry run: the rails passed, this is what would have been done
     REFUSED = "refused"  # a rail said no (see `rail`)
     FAILED = "failed"  # a tool failed, hung or printed garbage; anything applied was undone
+    # This node's cluster stack is still joining (no CIB to reach, or the node not a member
+    # yet): nothing was handed over, and the caller retries. Logged once per wait.
+    WAITING = "waiting"
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,12 @@ TOOLS = (
 # restarting, or our update raced another writer. A timeout is retried too.
 _TRANSIENT_RCS = frozenset({69, 75, 102, 103})  # unavailable, try again, not connected, older
 _RC_NO_SUCH_OBJECT = 105
+# `attrd_updater --query` of an attribute attrd has never held (a node that just booted):
+# Pacemaker 2.1.5 exits 78 ("Invalid configuration ... attribute does not exist"), not 105.
+# Taking that for a failure made a rebooted node's first publication "fail" its read-back.
+_RC_ATTRD_NO_SUCH = frozenset({78, _RC_NO_SUCH_OBJECT})
+#: Exit codes that mean "the cluster daemon is not there (yet)": unavailable, not connected.
+NOT_CONNECTED_RCS = frozenset({69, 102})
 _SUMMARY_MAX = 160
 
 
@@ -411,6 +417,20 @@ class CibSnapshot:
                 return nv.get("value")
         return None
 
+    def joined(self, node: str) -> bool:
+        """Has `node` joined the cluster, as the CIB's status section says (its node_state is
+        there and its controller is a member)? A node whose cluster stack is still starting
+        has no node_state yet, or one with join="pending"/"down": transient attributes cannot
+        be set on it then (crm_attribute: "No such device or address")."""
+        elem = self._node(node)
+        node_id = elem.get("id") if elem is not None else None
+        for state in self.root.iterfind("./status/node_state"):
+            if state.get("uname") == node or (node_id is not None and state.get("id") == node_id):
+                # Pacemaker 2.1.5 says crmd="online"; later versions put a timestamp there.
+                crmd = state.get("crmd", "")
+                return state.get("join") == "member" and crmd not in ("", "offline")
+        return False
+
     def transient_attribute(self, node: str, name: str) -> str | None:
         """A transient node attribute (status section, lifetime "reboot")."""
         elem = self._node(node)
@@ -459,7 +479,7 @@ def _parse(result: CallResult, root_tag: str) -> ET.Element:
 
 def _require(result: CallResult) -> CallResult:
     if not result.ok:
-        raise ClusterError(result.summary())
+        raise ClusterError(result.summary(), rc=None if result.timed_out else result.rc)
     return result
 
 
@@ -600,7 +620,7 @@ class PacemakerTools:
             result = self.run(
                 "attrd_updater", ["--query", "--name", name, "--node", node, "--output-as=xml"]
             )
-            if result.rc == _RC_NO_SUCH_OBJECT:
+            if result.rc in _RC_ATTRD_NO_SUCH:
                 return None
             root = _parse(_require(result), "pacemaker-result")
             for attr in root.iter("attribute"):

@@ -82,6 +82,9 @@ class DaemonSettings(BaseModel):
     history: int = Field(50, ge=1, le=10000)
     failure_history: int = Field(200, ge=1, le=10000)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=120)
+    reassert_s: float = Field(
+        30.0, ge=1, le=3600, description="hand the current verdict over again this often"
+    )
 
 
 class Settings(BaseSettings):

@@ -36,6 +36,13 @@ EXIT_SETTLE_S = 0.05  # from the PBX's pidfd firing to re-probing (see _watch_ex
 DEADLINE_SHARE = 0.8
 #: How often a verdict whose hand-over to the cluster agent did not take effect is retried.
 ACTION_RETRY_S = 5.0
+#: A failure on the active node is logged on each of its first runs (it builds up to a
+#: failover), then summarised like any outcome that stays: every RESULT_SUMMARY_S.
+ACTIVE_FAILURES_LOGGED = 5
+RESULT_SUMMARY_S = 600.0
+#: ... and while the agent says this node's cluster stack is still joining ("waiting"): a
+#: rebooted node publishes its health within about a second of joining.
+JOIN_RETRY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,10 @@ class ProbeStats:
     recent: deque[ProbeResult] = field(default_factory=lambda: deque(maxlen=50))
     failed: deque[ProbeResult] = field(default_factory=lambda: deque(maxlen=200))
     last_at_wall: float | None = None
+    outcome: Outcome | None = None  # the current outcome, and how long it has stood:
+    streak: int = 0  # runs in a row
+    since: float = 0.0  # monotonic seconds
+    summarised_at: float = 0.0  # when it was last logged
 
     def p95_ms(self) -> float | None:
         if not self.rtts:
@@ -112,6 +123,8 @@ class Daemon:
         self._acted: Verdict | None = None
         self._acted_at = 0.0
         self._acted_ok = True
+        self._acted_waiting = False
+        self._last_logged: tuple[str, ...] | None = None  # the last event=action line's gist
         self._tasks: set[asyncio.Task[None]] = set()
         # Watchers that run beside the probes for as long as this daemon runs (the quorum
         # guard): each is called with the daemon's stop event.
@@ -132,6 +145,7 @@ class Daemon:
         self.started_wall = old.started_wall
         self._acted = old._acted
         self._acted_at, self._acted_ok = old._acted_at, old._acted_ok
+        self._acted_waiting, self._last_logged = old._acted_waiting, old._last_logged
         self.decision = decide(self.state, self.policy, self.clock())
 
     # -- the loop -----------------------------------------------------------------------------
@@ -264,6 +278,9 @@ class Daemon:
         now = self.clock()
         self.last[result.probe] = result
         stats = self.stats.setdefault(result.probe, self._new_stats())
+        if result.outcome != stats.outcome:
+            stats.outcome, stats.streak, stats.since = result.outcome, 0, now
+        stats.streak += 1
         stats.runs += 1
         stats.last_at_wall = self.wall()
         stats.recent.append(result)
@@ -278,19 +295,7 @@ class Daemon:
                 if stats.ewma_ms is None
                 else alpha * result.rtt_ms + (1 - alpha) * stats.ewma_ms
             )
-        level = logging.INFO if result.outcome is Outcome.OK else logging.WARNING
-        if result.outcome is Outcome.LOCAL_ERROR:
-            level = logging.ERROR
-        if level > logging.INFO or log.isEnabledFor(logging.DEBUG):
-            log.log(
-                level,
-                "event=probe_result probe=%s outcome=%s status=%s rtt_ms=%s detail=%r",
-                result.probe,
-                result.outcome,
-                result.status_code,
-                result.rtt_ms,
-                result.detail,
-            )
+        self._log_result(result, stats, now)
         if result.kind == "pbx_process":
             with contextlib.suppress(RuntimeError):  # no running loop: tests feeding results
                 self._watch_exit(result)
@@ -309,9 +314,53 @@ class Daemon:
             )
             if self.on_decision is not None:
                 self.on_decision(self.decision)
-        if self._should_act():
-            self._act(self.decision)
+        why = self._should_act()
+        if why:
+            self._act(self.decision, why)
         return self.decision
+
+    def _log_result(self, result: ProbeResult, stats: ProbeStats, now: float) -> None:
+        """A probe result is logged when its outcome changes, not on every run of the same
+        state: a healthy standby's "PBX not running" / "VIP not held here" would otherwise be
+        two lines a second. On the active node the first runs of a failure are logged each
+        (they build up to a failover: an operator wants each one); an outcome that stays is
+        summarised every RESULT_SUMMARY_S."""
+        failing = result.outcome is not Outcome.OK
+        level = logging.WARNING if failing else logging.INFO
+        if result.outcome is Outcome.LOCAL_ERROR:
+            level = logging.ERROR
+        changed = stats.streak == 1
+        building = failing and self.decision.active and stats.streak <= ACTIVE_FAILURES_LOGGED
+        if changed or building:
+            stats.summarised_at = now
+            log.log(
+                level,
+                "event=probe_result probe=%s outcome=%s status=%s rtt_ms=%s detail=%r",
+                result.probe,
+                result.outcome,
+                result.status_code,
+                result.rtt_ms,
+                result.detail,
+            )
+        elif failing and now - stats.summarised_at >= RESULT_SUMMARY_S:
+            stats.summarised_at = now
+            log.info(
+                "event=probe_unchanged probe=%s outcome=%s runs=%d for_s=%.0f detail=%r",
+                result.probe,
+                result.outcome,
+                stats.streak,
+                now - stats.since,
+                result.detail,
+            )
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "event=probe_result probe=%s outcome=%s status=%s rtt_ms=%s detail=%r",
+                result.probe,
+                result.outcome,
+                result.status_code,
+                result.rtt_ms,
+                result.detail,
+            )
 
     def _new_stats(self) -> ProbeStats:
         o = self.options
@@ -321,26 +370,31 @@ class Daemon:
             failed=deque(maxlen=o.failure_history),
         )
 
-    def _act(self, decision: Decision) -> None:
+    def _act(self, decision: Decision, why: str = "changed") -> None:
         self._acted = decision.verdict
         self._acted_at = self.clock()
-        task = asyncio.get_running_loop().create_task(self._act_now(decision))
+        task = asyncio.get_running_loop().create_task(self._act_now(decision, why))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _should_act(self) -> bool:
-        """A new verdict is handed to the agent at once. When the last hand-over did not take
-        effect (a tool failed or timed out, a rail refused, the agent crashed), the same
-        verdict is handed over again, at most every ACTION_RETRY_S: a node that rejoined the
-        cluster while attrd was not ready must still publish its green eventually."""
+    def _should_act(self) -> str:
+        """Why the verdict is handed to the agent now ("" = not now). A new verdict is handed
+        over at once ("changed"). When the last hand-over did not take effect (a tool failed
+        or timed out, a rail refused, the agent crashed), the same verdict is handed over again
+        ("retry"), at most every ACTION_RETRY_S (JOIN_RETRY_S while the node is still joining
+        its cluster). And every `reassert_s` even when it worked ("reassert"): a transient
+        attribute can be lost behind our back."""
         if self.agent is None or not self.options.act:
-            return False
+            return ""
         if self.decision.verdict != self._acted:
-            return True
+            return "changed"
         since = self.clock() - self._acted_at
-        return (not self._acted_ok and since >= ACTION_RETRY_S) or since >= self.options.reassert_s
+        if not self._acted_ok:
+            wait = JOIN_RETRY_S if self._acted_waiting else ACTION_RETRY_S
+            return "retry" if since >= wait else ""
+        return "reassert" if since >= self.options.reassert_s else ""
 
-    async def _act_now(self, decision: Decision) -> None:
+    async def _act_now(self, decision: Decision, why: str = "changed") -> None:
         """Hand the verdict to the cluster agent, one action at a time, off the loop: the
         agent runs crm_* tools (each with its own timeout) and must never stall probing."""
         async with self._act_lock:
@@ -355,18 +409,35 @@ class Daemon:
                 return
             result = str(getattr(record, "result", "?"))
             self._acted_ok = result in ("done", "unchanged", "would")
-            level = logging.WARNING if self._acted_ok else logging.ERROR
-            log.log(
-                level,
-                "event=action verdict=%s action=%s result=%s rail=%s detail=%r",
-                decision.verdict,
-                getattr(record, "action", "?"),
-                result,
-                getattr(record, "rail", None),
-                getattr(record, "detail", ""),
-            )
+            self._acted_waiting = result == "waiting"
+            self._log_action(decision, record, result, why)
             if self.on_action is not None:
                 self.on_action(str(getattr(record, "action", "?")), result)
+
+    def _log_action(self, decision: Decision, record: Any, result: str, why: str) -> None:
+        """One line per change of what the hand-overs say, not one per re-assertion or retry:
+        "unchanged" (nothing was done), the same failure again, and a node still joining (the
+        agent reports that once itself) are not repeated. A re-assertion that had to write
+        (`why=reassert result=done`: the attribute had been lost) is always logged."""
+        action = str(getattr(record, "action", "?"))
+        rail = getattr(record, "rail", None)
+        detail = str(getattr(record, "detail", ""))
+        gist = (str(decision.verdict), action, result, str(rail), detail)
+        repeated = gist == self._last_logged
+        self._last_logged = gist
+        if result in ("waiting", "unchanged") or (repeated and not self._acted_ok):
+            log.debug("event=action verdict=%s why=%s result=%s", decision.verdict, why, result)
+            return
+        log.log(
+            logging.WARNING if self._acted_ok else logging.ERROR,
+            "event=action verdict=%s why=%s action=%s result=%s rail=%s detail=%r",
+            decision.verdict,
+            why,
+            action,
+            result,
+            rail,
+            detail,
+        )
 
     def _agent_call(self, decision: Decision, reason: str) -> Any:
         """Publish the verdict. Each agent turns it into its own action: the health attribute

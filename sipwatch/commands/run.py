@@ -67,7 +67,12 @@ def _make_daemon(settings: Any, policy: Any, meta: dict[str, str], holder: Any) 
     from sipwatch.daemon import Daemon, DaemonOptions
 
     d = settings.daemon
-    options = DaemonOptions(jitter=d.jitter, history=d.history, failure_history=d.failure_history)
+    options = DaemonOptions(
+        jitter=d.jitter,
+        history=d.history,
+        failure_history=d.failure_history,
+        reassert_s=d.reassert_s,
+    )
     daemon = Daemon(
         list(settings.probes),
         settings.context(),

@@ -144,6 +144,20 @@ def env(cluster: FileCluster, fake: FakeSipwatch, tmp_path: Path) -> dict[str, s
 # --- install and meta-data ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("config", ["missing", "present"])
+def test_unknown_action_is_unimplemented_whatever_the_config(
+    agent: Path, env: dict[str, str], tmp_path: Path, config: str
+) -> None:
+    """resource-agents answer an action they do not have with usage and
+    OCF_ERR_UNIMPLEMENTED (3), before any validation: a missing config must not turn it
+    into OCF_ERR_CONFIGURED (6) or OCF_ERR_INSTALLED (5)."""
+    if config == "missing":
+        env = {**env, "OCF_RESKEY_config": str(tmp_path / "no-such.toml")}
+    done = run_agent(agent, "no-such-action", env=env)
+    assert done.returncode == 3, (done.returncode, done.stderr)
+    assert "usage:" in done.stdout + done.stderr
+
+
 def test_install(tmp_path: Path) -> None:
     root = tmp_path / "root"
     assert main(["ocf", "install", "--root", str(root)]) == 0

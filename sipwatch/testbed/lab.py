@@ -280,6 +280,12 @@ class Node:
         return Path(f"/proc/{self.init_pid}/root{path}")
 
 
+#: `[daemon] reassert_s` of the lab's sipwatch (see sipwatch_toml).
+REASSERT_S = 5.0
+#: Where the lab's logs are kept when a bring-up or a test fails (see Lab.keep_logs).
+KEEP_DIR = Path(os.environ.get("SIPWATCH_LAB_KEEP_DIR", "/tmp/sipwatch-lab-kept"))
+
+
 @dataclass
 class Lab:
     config: LabConfig = field(default_factory=LabConfig)
@@ -317,9 +323,31 @@ class Lab:
             if self.config.mode == "sipwatch":
                 self.wait_health_green(timeout_s=timeout_s)
         except BaseException:
+            self.keep_logs("up-failed")
             self.down()
             raise
         self.up_s = time.monotonic() - started
+
+    def keep_logs(self, why: str) -> Path | None:
+        """Copy every node's logs (sipwatch, Pacemaker, corosync, init) and the audit logs out
+        of the lab before it is torn down, to KEEP_DIR/<time>-<why>/: a flaky lab failure must
+        be root-caused from the logs caught at the failure, and teardown removes the lab's
+        directories. Returns the directory (None when there was nothing to keep)."""
+        if not self.base.exists():
+            return None
+        dest = KEEP_DIR / f"{time.strftime('%Y%m%dT%H%M%S')}-{why}"
+        with contextlib.suppress(OSError):
+            for d in sorted(self.base.iterdir()):
+                if not d.is_dir():
+                    continue
+                for f in d.rglob("*"):
+                    if f.is_file() and (f.suffix in (".log", ".jsonl") or "log" in f.parent.name):
+                        target = dest / d.name / f.relative_to(d)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(f, target)
+            print(f"lab logs kept in {dest}", file=sys.stderr)
+            return dest
+        return None
 
     def _write_state(self) -> None:
         state = {
@@ -960,6 +988,9 @@ t1_s = 0.25
 [daemon]
 http_host = "127.0.0.1"
 http_port = 8080
+# Re-assert the verdict sooner than the 30 s default, so the test of an attribute lost
+# behind sipwatch's back (tests/lab) waits seconds, not half a minute.
+reassert_s = {REASSERT_S}
 
 {_cluster_section(name, node_dir, config)}
 

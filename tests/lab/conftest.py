@@ -43,3 +43,17 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 @pytest.fixture
 def steady(lab: Lab) -> str:
     return lab.reset()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """A failed lab test (or its `steady` set-up) keeps the lab's logs before anything is torn
+    down: a flaky failure is root-caused from the logs of that moment, not rerun away."""
+    report = yield
+    if getattr(report, "failed", False):
+        the_lab = getattr(item, "funcargs", {}).get("lab")
+        if isinstance(the_lab, Lab):
+            kept = the_lab.keep_logs(item.name.replace("/", "_")[:80])
+            if kept is not None:
+                report.sections.append(("lab logs", f"kept in {kept}"))
+    return report

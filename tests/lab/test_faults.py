@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from sipwatch.testbed.lab import NODES, Failover, Lab
+from sipwatch.testbed.lab import NODES, REASSERT_S, Failover, Lab
 
 pytestmark = pytest.mark.lab
+HEALTH = "#health-sipwatch"
 
 # Failover bounds asserted here (the benchmark records the distribution; these are ceilings
 # that still catch a regression to the stock agent's 55-63 s hang).
@@ -109,6 +110,53 @@ def test_power_off_active(lab: Lab, steady: str) -> None:
     root = lab.crm_mon()
     online = sorted(n.get("name", "") for n in root.iter("node") if n.get("online") == "true")
     assert online == list(NODES)
+    # ... and its sipwatch, started while its cluster stack was still joining, published its
+    # health once it had joined (issue 10: it never did), as attrd (what Pacemaker acts on)
+    # tells: within the join retry and one re-assertion.
+    _wait_for(lambda: lab.health(f.old) == "green", REASSERT_S + 10, f"{f.old} health")
+
+
+def _wait_for(ok: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ok():
+        assert time.monotonic() < deadline, f"{what}: not as expected within {timeout_s} s"
+        time.sleep(0.25)
+
+
+def _cib_health(lab: Lab, node: str) -> str:
+    return lab.exec(
+        node,
+        ["crm_attribute", "--query", "--quiet", "--node", node, "--name", HEALTH,
+         "--lifetime", "reboot"],
+        check=False,
+    ).stdout.strip()  # fmt: skip
+
+
+def test_health_lost_in_attrd_but_kept_in_the_cib_is_republished(lab: Lab, steady: str) -> None:
+    """Issue 10's divergence, made on purpose on a standby: attrd forgets the attribute while
+    the CIB's status section still says green (what a rejoining node showed). Pacemaker acts
+    on attrd; sipwatch must judge "already as asked" there too and write it again at its next
+    re-assertion, not call it unchanged forever."""
+    node = next(n for n in NODES if n != steady)
+    node_id = str(NODES.index(node) + 1)
+    lab.exec(node, ["attrd_updater", "--delete", "--name", HEALTH, "--node", node])
+    _wait_for(lambda: lab.health(node) == "" and _cib_health(lab, node) == "", 5, "deleted")
+    # Put green back into the CIB alone, past attrd (crm_attribute would go through attrd).
+    xml = (
+        f'<node_state id="{node_id}"><transient_attributes id="{node_id}">'
+        f'<instance_attributes id="status-{node_id}"><nvpair id="status-{node_id}-sipwatch-lab"'
+        f' name="{HEALTH}" value="green"/></instance_attributes></transient_attributes>'
+        "</node_state>"
+    )
+    lab.exec(node, ["cibadmin", "--modify", "--scope", "status", "--xml-text", xml])
+    assert _cib_health(lab, node) == "green"
+    assert lab.health(node) == ""  # the divergence: attrd has nothing
+    started = time.monotonic()
+    _wait_for(lambda: lab.health(node) == "green", REASSERT_S + 5, f"{node} republished")
+    took = time.monotonic() - started
+    assert took <= REASSERT_S + 5
+    log = (lab.nodes[node].dir / "sipwatch.log").read_text()
+    assert "why=reassert action=publish_health result=done" in log, log[-2000:]
 
 
 def test_partition_of_active(lab: Lab, steady: str) -> None:

@@ -40,6 +40,8 @@ ACTION_RETRY_S = 5.0
 #: failover), then summarised like any outcome that stays: every RESULT_SUMMARY_S.
 ACTIVE_FAILURES_LOGGED = 5
 RESULT_SUMMARY_S = 600.0
+#: At most this many confirm runs (see Daemon._next_delay) per probe in any minute.
+CONFIRM_RUNS_PER_MIN = 20
 #: ... and while the agent says this node's cluster stack is still joining ("waiting"): a
 #: rebooted node publishes its health within about a second of joining.
 JOIN_RETRY_S = 1.0
@@ -73,6 +75,8 @@ class ProbeStats:
     streak: int = 0  # runs in a row
     since: float = 0.0  # monotonic seconds
     summarised_at: float = 0.0  # when it was last logged
+    fail_streak: int = 0  # failed runs in a row (what `fall` counts)
+    confirm_runs: deque[float] = field(default_factory=deque)  # when confirm runs were made
 
     def p95_ms(self) -> float | None:
         if not self.rtts:
@@ -200,8 +204,35 @@ class Daemon:
                 return
             result = await self._run_one(spec)
             self.record(result)
-            stretch = 1 + self._rng.uniform(0, self.options.jitter)
-            delay = spec.interval_s * stretch
+            delay = self._next_delay(spec, result)
+
+    def _next_delay(self, spec: Any, result: ProbeResult) -> float:
+        """When the probe runs next: its interval (stretched by jitter), or — while a failure
+        is not yet confirmed — after the policy's `confirm_interval_s` (HAProxy's fastinter):
+        a confirmed failure then costs about `fall` x the probe's deadline, not `fall` x
+        its interval. One lost datagram still never fails a node: UDP retransmissions inside
+        each run cover it, and `fall` runs in a row must fail. Bounded: only while the failure
+        streak is below `fall`, and at most CONFIRM_RUNS_PER_MIN confirm runs a minute per
+        probe, so a flapping target cannot become a probe storm."""
+        stretch = 1 + self._rng.uniform(0, self.options.jitter)
+        normal = float(spec.interval_s) * stretch
+        stats = self.stats.get(result.probe)
+        rule = self.policy.rule_for(result.probe, result.kind)
+        if (
+            stats is None
+            or rule.confirm_interval_s <= 0
+            or not 0 < stats.fail_streak < rule.fall
+            or (rule.on_standby == "ignore" and not self.decision.active)
+        ):
+            return normal
+        now = self.clock()
+        recent = stats.confirm_runs
+        while recent and now - recent[0] >= 60.0:
+            recent.popleft()
+        if len(recent) >= CONFIRM_RUNS_PER_MIN:
+            return normal
+        recent.append(now)
+        return min(rule.confirm_interval_s, normal)
 
     async def _run_one(self, spec: Any) -> ProbeResult:
         # The spec's own timeout, but never longer than most of its interval.
@@ -281,6 +312,11 @@ class Daemon:
         if result.outcome != stats.outcome:
             stats.outcome, stats.streak, stats.since = result.outcome, 0, now
         stats.streak += 1
+        # Failures in a row as the policy counts them (a local error never counts).
+        if result.alive:
+            stats.fail_streak = 0
+        elif result.outcome is not Outcome.LOCAL_ERROR:
+            stats.fail_streak += 1
         stats.runs += 1
         stats.last_at_wall = self.wall()
         stats.recent.append(result)

@@ -32,6 +32,9 @@ class Rule(_Frozen):
     window_s: float = Field(60.0, gt=0, le=86400)
     rtt_yellow_ms: float = Field(0.0, ge=0, le=600_000)  # 0: no latency threshold
     on_standby: StandbyMode = "judge"  # ignore: only judged while this node is active
+    # After a failed run, run again after this settle instead of the full interval until the
+    # failure is confirmed (`fall` in a row) or cleared (HAProxy's fastinter). 0: off.
+    confirm_interval_s: float = Field(0.1, ge=0, le=3600)
 
 
 class RuleOverride(_Frozen):
@@ -45,6 +48,7 @@ class RuleOverride(_Frozen):
     window_s: float | None = Field(None, gt=0, le=86400)
     rtt_yellow_ms: float | None = Field(None, ge=0, le=600_000)
     on_standby: StandbyMode | None = None
+    confirm_interval_s: float | None = Field(None, ge=0, le=3600)
 
 
 class Policy(_Frozen):

@@ -264,6 +264,9 @@ class LabConfig:
     monitor_interval_s: float = 1.0  # p_pbx monitor interval
     stop_timeout_s: float = 10.0  # p_pbx stop timeout (stock: 30 s as in the baseline)
     probe_interval_s: float = 1.0  # sipwatch probes
+    # The lab policy's confirm_interval_s (None: the shipped "fast" policy's; 0: confirm runs
+    # off, as before issue 15 — the benchmark's baseline for the gain).
+    confirm_interval_s: float | None = None
     sipwatch_python: str = sys.executable
 
 
@@ -430,7 +433,7 @@ class Lab:
         _chown_tree(d / "var-lib-pacemaker")
         (d / "kamailio.cfg").write_text(pbx_cfg(name, stock=self.config.mode == "stock"))
         if self.config.mode in SIPWATCH_MODES:
-            (d / "lab-policy.toml").write_text(lab_policy())
+            (d / "lab-policy.toml").write_text(lab_policy(self.config))
             (d / "sipwatch.toml").write_text(sipwatch_toml(name, d, self.config))
         self.nodes[name] = Node(name=name, netns=f"{PREFIX}-{name}", dir=d)
 
@@ -968,9 +971,12 @@ def pbx_cfg(name: str, *, stock: bool) -> str:
     return text
 
 
-def lab_policy() -> str:
+def lab_policy(config: LabConfig | None = None) -> str:
     text = (Path(__file__).resolve().parents[2] / "policies" / "fast.toml").read_text()
-    for key, value in LAB_POLICY_OVERRIDES.items():
+    overrides = dict(LAB_POLICY_OVERRIDES)
+    if config is not None and config.confirm_interval_s is not None:
+        overrides["confirm_interval_s"] = str(config.confirm_interval_s)
+    for key, value in overrides.items():
         text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
     return text
 

@@ -71,6 +71,9 @@ class DnsSettings(BaseModel):
     prefer_ipv6: bool = False
 
 
+DEFAULT_VERDICT_FILE = "/run/sipwatch/verdict"
+
+
 class DaemonSettings(BaseModel):
     """`sipwatch run`: the HTTP endpoint and how much history the daemon keeps."""
 
@@ -85,6 +88,9 @@ class DaemonSettings(BaseModel):
     reassert_s: float = Field(
         30.0, ge=1, le=3600, description="hand the current verdict over again this often"
     )
+    # The verdict where a shell reads it with builtins (sipwatch/verdict_file.py): the OCF
+    # shim's monitor and keepalived's vrrp_script. "" turns it off.
+    verdict_file: str = Field(DEFAULT_VERDICT_FILE, max_length=4096)
 
 
 class Settings(BaseSettings):

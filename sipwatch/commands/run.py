@@ -84,10 +84,56 @@ def _make_daemon(settings: Any, policy: Any, meta: dict[str, str], holder: Any) 
         policy_name=settings.policy,
     )
     daemon.meta = dict(meta)
+    verdict_file = _make_verdict_file(settings, daemon, meta)
+    if verdict_file is not None:
+        daemon.side_tasks.append(verdict_file.run)
+        on_decision = daemon.on_decision
+
+        def decided(decision: Any) -> None:
+            if on_decision is not None:
+                on_decision(decision)
+            verdict_file.changed()
+
+        daemon.on_decision = decided
     guard = _make_quorum_guard(settings, daemon)
     if guard is not None:
         daemon.side_tasks.append(guard.run)
     return daemon
+
+
+def _make_verdict_file(settings: Any, daemon: Any, meta: dict[str, str]) -> Any:
+    """The verdict file (sipwatch/verdict_file.py), or None when it is off. A path that was
+    configured and cannot be written is a config error; the default one (/run/sipwatch, root
+    only) is skipped with a warning, so `sipwatch run` as a user still runs."""
+    from pathlib import Path
+
+    from sipwatch.commands.check import exit_code
+    from sipwatch.config import DEFAULT_VERDICT_FILE
+    from sipwatch.errors import ConfigError
+    from sipwatch.verdict_file import VerdictFile
+
+    where = settings.daemon.verdict_file
+    if not where:
+        return None
+    path = Path(where)
+    try:
+        VerdictFile.prepare(path)
+    except OSError as exc:
+        if where != DEFAULT_VERDICT_FILE:
+            raise ConfigError(f"daemon.verdict_file: cannot write {path}: {exc.strerror}") from None
+        logging.getLogger("sipwatch.run").warning(
+            "event=verdict_file_off path=%s error=%r", path, exc.strerror
+        )
+        return None
+
+    def current() -> Any:
+        if daemon.waiting_for_first_results():
+            return None
+        return daemon.decision, exit_code(daemon.decision, tuple(daemon.last.values()))
+
+    return VerdictFile(
+        path, current, config=Path(meta["config_path"]), config_sha256=meta["config_sha256"]
+    )
 
 
 def _make_quorum_guard(settings: Any, daemon: Any) -> Any:

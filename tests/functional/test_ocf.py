@@ -19,6 +19,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,6 +138,7 @@ def env(cluster: FileCluster, fake: FakeSipwatch, tmp_path: Path) -> dict[str, s
         "OCF_RESKEY_sipwatch": str(fake.path),
         "OCF_RESKEY_config": str(config),
         "OCF_RESKEY_state": str(tmp_path / "state" / "sw.state"),
+        "OCF_RESKEY_verdict_file": str(tmp_path / "no-daemon" / "verdict"),
         "OCF_CHECK_LEVEL": "10",
     }
 
@@ -193,6 +195,7 @@ def test_meta_data_is_valid_against_the_installed_dtd(agent: Path) -> None:
     params = {p.get("name"): p.find("content") for p in root.iterfind("./parameters/parameter")}
     assert set(params) == {
         "mode", "config", "sipwatch", "policy", "attribute", "state", "pidfile", "timeout_margin",
+        "verdict_file", "verdict_max_age",
     }  # fmt: skip
     assert params["mode"] is not None and params["mode"].get("default") == "health"
     depths = {a.get("depth") for a in root.iterfind("./actions/action[@name='monitor']")}
@@ -498,3 +501,140 @@ def test_publish_failure_is_reported_not_fatal(
     assert exit_reason(done).startswith(f"could not publish {HEALTH}=red (sipwatch check: red")
     assert cluster.node_attribute("n1", HEALTH) is None
     assert run_agent(agent, "stop", env=env).returncode == 0
+
+
+# --- the no-Python fast path: the daemon's verdict file -------------------------------------
+
+DAEMON_POLICY = """
+startup_grace_s = 0.0
+[defaults]
+fall = 1
+rise = 1
+confirm_interval_s = 0
+[kinds.sip_options]
+role = "critical"
+"""
+
+
+def _wait(pred: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert time.monotonic() < deadline, "not within the bound"
+        time.sleep(0.05)
+
+
+def test_monitor_reads_the_daemon_verdict_file_without_starting_sipwatch(
+    agent: Path, fake: FakeSipwatch, env: dict[str, str], kam: Any, tmp_path: Path
+) -> None:
+    """Issue 15: with a real `sipwatch run` keeping its verdict file, the service-mode monitor
+    answers from it (no `sipwatch check`: the fake, which would say red, is never asked) and
+    follows the verdict; a stopped daemon, a foreign config, a stale or changed config make
+    it fall back to `sipwatch check`."""
+    (tmp_path / "policy.toml").write_text(DAEMON_POLICY)
+    verdict = tmp_path / "run" / "verdict"
+    cfg = tmp_path / "daemon.toml"
+    cfg.write_text(
+        f'policy = "policy.toml"\n[daemon]\nhttp_port = 0\nverdict_file = "{verdict}"\n'
+        f'[[probes]]\nname = "pbx-udp"\nkind = "sip_options"\n'
+        f'uri = "{kam.uri("udp", user="ping")}"\ninterval_s = 0.3\ntimeout_s = 0.25\n'
+    )
+    service = {
+        **env,
+        "OCF_RESKEY_mode": "service",
+        "OCF_RESKEY_config": str(cfg),
+        "OCF_RESKEY_verdict_file": str(verdict),
+    }
+    fake.set(0)
+    assert run_agent(agent, "start", env=service).returncode == 0
+    fake.set(1)  # were `sipwatch check` asked, it would say red
+    checks_before = len([c for c in fake.calls() if c.startswith("check")])
+    real = str(Path(sys.executable).parent / "sipwatch")
+    log = (tmp_path / "daemon.log").open("wb")
+    proc = subprocess.Popen([real, "run", "--config", str(cfg)], stdout=log, stderr=log)
+    try:
+        _wait(verdict.exists)
+        assert "verdict=green" in verdict.read_text()
+        done = run_agent(agent, "monitor", env=service)
+        assert done.returncode == 0, done.stderr
+        kam.set_fault("OPTIONS", code=500)
+        _wait(lambda: "verdict=red" in verdict.read_text())
+        done = run_agent(agent, "monitor", env=service)
+        assert done.returncode == 1, done.stderr
+        assert exit_reason(done).startswith("sipwatch run: red (exit 1): "), exit_reason(done)
+        kam.clear_faults()
+        _wait(lambda: "verdict=green" in verdict.read_text())
+        assert run_agent(agent, "monitor", env=service).returncode == 0
+        assert len([c for c in fake.calls() if c.startswith("check")]) == checks_before
+        # Another config than the daemon's: its verdict is not about it.
+        other = tmp_path / "other.toml"
+        other.write_text(cfg.read_text())
+        assert (
+            run_agent(agent, "monitor", env={**service, "OCF_RESKEY_config": str(other)}).returncode
+            == 1
+        )
+        # Stale (the heartbeat stopped): a copy whose boot_s is a minute old.
+        stale = tmp_path / "stale"
+        stale.write_text(
+            "".join(
+                f"boot_s={int(v) - 60}\n" if k == "boot_s" else f"{k}={v}\n"
+                for k, v in (ln.split("=", 1) for ln in verdict.read_text().splitlines())
+            )
+        )
+        assert (
+            run_agent(
+                agent, "monitor", env={**service, "OCF_RESKEY_verdict_file": str(stale)}
+            ).returncode
+            == 1
+        )
+        # The daemon's config edited but not reloaded: config_current=0 at the next heartbeat.
+        cfg.write_text(cfg.read_text() + "# edited\n")
+        _wait(lambda: "config_current=0" in verdict.read_text())
+        assert run_agent(agent, "monitor", env=service).returncode == 1
+        checks = [c for c in fake.calls() if c.startswith("check")]
+        assert len(checks) == checks_before + 3, checks
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+    assert not verdict.exists()  # removed when the daemon stops
+    assert run_agent(agent, "monitor", env=service).returncode == 1  # the slow path again
+    assert run_agent(agent, "stop", env=service).returncode == 0
+
+
+def test_health_mode_publishes_a_changed_verdict_from_the_file(
+    agent: Path, cluster: FileCluster, fake: FakeSipwatch, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Health mode: the fast monitor answers alone only while the file's verdict is what was
+    published; a new verdict goes through the full path, which publishes it (still without
+    `sipwatch check`: the verdict file is trusted there too)."""
+    from sipwatch.model import Decision, Verdict
+    from sipwatch.verdict_file import boottime_s, render
+
+    verdict = tmp_path / "verdict"
+
+    def write(v: Verdict, code: int) -> None:
+        verdict.write_text(
+            render(
+                Decision(v, 100 if code == 0 else 0),
+                code=code,
+                pid=os.getpid(),  # a live process: this test
+                boot_s=boottime_s(),
+                config=env["OCF_RESKEY_config"],
+                config_sha256="0" * 64,
+                config_current=True,
+            )
+        )
+
+    health = {**env, "OCF_RESKEY_verdict_file": str(verdict)}
+    fake.set(0)
+    assert run_agent(agent, "start", env=health).returncode == 0
+    write(Verdict.GREEN, 0)
+    assert run_agent(agent, "monitor", env=health).returncode == 0
+    assert cluster.node_attribute("n1", HEALTH) == "green"
+    write(Verdict.RED, 1)
+    assert run_agent(agent, "monitor", env=health).returncode == 0
+    assert cluster.node_attribute("n1", HEALTH) == "red"
+    write(Verdict.RED, 1)
+    assert run_agent(agent, "monitor", env=health).returncode == 0
+    assert not [c for c in fake.calls() if c.startswith("check")], fake.calls()
+    assert run_agent(agent, "stop", env=health).returncode == 0

@@ -303,9 +303,29 @@ def _wait_ready(peer: KamailioPeer, proc: subprocess.Popen[bytes], timeout_s: fl
         if ex is not None and ex.status == 200:
             streams = [peer.tcp_port] + ([peer.tls_port] if peer.tls_port else [])
             if all(_stream_listening(peer.host, port) for port in streams):
-                return ""
+                return _wait_forked(peer, proc, deadline)
         time.sleep(0.05)
     return f"no 200 to OPTIONS on udp:{peer.host}:{peer.udp_port} within {timeout_s}s"
+
+
+def _wait_forked(peer: KamailioPeer, proc: subprocess.Popen[bytes], deadline: float) -> str:
+    """Kamailio answers UDP (its UDP receivers are forked first) and accepts TCP (in the main
+    process) before it has forked its TCP receivers, timers and module processes. A test
+    that counts the process tree right after start raced that (the process probe saw 11 of
+    13). Ready means the tree stopped growing: the same processes on three looks 50 ms
+    apart."""
+    seen: list[int] = []
+    same = 0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"kamailio exited with status {proc.returncode}"
+        now = sorted(group_pids(peer.pid))
+        same = same + 1 if now == seen else 0
+        if same >= 2:
+            return ""
+        seen = now
+        time.sleep(0.05)
+    return "kamailio kept forking processes"
 
 
 def start_kamailio(

@@ -619,16 +619,27 @@ class Lab:
         def settled() -> bool:
             try:
                 root = self.crm_mon()
-            except TestbedError:
+            except TestbedError as exc:
+                box["last"] = str(exc)
                 return False
             where = _started_on(root, "p_pbx")
             holders = self.vip_holders()
             if len(where) == 1 and holders == where and self.group_started(root, where[0]):
                 box["node"] = where[0]
                 return True
+            group = next((g for g in root.iter("group") if g.get("id") == "g_pbx"), None)
+            members = [] if group is None else list(group.iter("resource"))
+            box["last"] = f"p_pbx on {where}, VIP on {holders}, members " + ", ".join(
+                f"{r.get('id')}:{r.get('role')}/{r.get('pending') or '-'}"
+                f"@{[n.get('name') for n in r.iter('node')]}"
+                for r in members
+            )
             return False
 
-        _wait(settled, timeout_s, "g_pbx did not settle on one node")
+        try:
+            _wait(settled, timeout_s, "g_pbx did not settle on one node")
+        except TestbedError as exc:  # what the last look saw: the cause, not just the symptom
+            raise TestbedError(f"{exc}; last look: {box.get('last', '-')}") from None
         return box["node"]
 
     def wait_health_green(self, timeout_s: float = 30.0) -> None:

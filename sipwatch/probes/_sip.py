@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sipwatch.errors import ConfigError, SecretError, SipError, SipUriError, TransportError
 from sipwatch.model import Outcome, ProbeResult
+from sipwatch.numbers import ascii_int
 from sipwatch.probes._memory import ProbeMemory
 from sipwatch.sip.blocking import TlsOptions
 from sipwatch.sip.flows import Flow
@@ -33,7 +34,8 @@ FORBID_EXTRA: Any = {"extra": "forbid"}
 
 
 def parse_code_ranges(specs: tuple[str, ...]) -> frozenset[int]:
-    """ "2xx", "200", "200-299" -> the set of status codes they name."""
+    """ "2xx", "200", "200-299" -> the set of status codes they name (ASCII digits only:
+    `alive_codes` and `--alive` are read like a status line, RFC 3261 §25.1)."""
     codes: set[int] = set()
     for spec in specs:
         text = spec.strip().lower()
@@ -41,15 +43,22 @@ def parse_code_ranges(specs: tuple[str, ...]) -> frozenset[int]:
             base = int(text[0]) * 100
             codes.update(range(base, base + 100))
         elif "-" in text:
-            low, _, high = text.partition("-")
-            if not (low.isdigit() and high.isdigit() and 100 <= int(low) <= int(high) <= 699):
-                raise ValueError(f"bad status range {spec!r}")
-            codes.update(range(int(low), int(high) + 1))
-        elif text.isdigit() and 100 <= int(text) <= 699:
-            codes.add(int(text))
+            low_text, _, high_text = text.partition("-")
+            low = _status_code(low_text.strip(), spec)
+            high = _status_code(high_text.strip(), spec)
+            if low > high:
+                raise ValueError(f"bad status range {spec!r}: {low} is above {high}")
+            codes.update(range(low, high + 1))
         else:
-            raise ValueError(f"bad status code {spec!r}: use 200, 2xx or 200-299")
+            codes.add(_status_code(text, spec))
     return frozenset(codes)
+
+
+def _status_code(text: str, spec: str) -> int:
+    try:
+        return ascii_int(text, "status code", low=100, high=699, digits=3)
+    except ValueError as exc:
+        raise ValueError(f"bad status code {spec!r} ({exc}): use 200, 2xx or 200-299") from None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

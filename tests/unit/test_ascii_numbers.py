@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipwatch.errors import SipParseError
+from sipwatch.errors import SipParseError, SipUriError
 from sipwatch.numbers import ascii_int
+from sipwatch.probes._sip import parse_code_ranges
 from sipwatch.sip.message import (
     Response,
     StreamFramer,
@@ -169,6 +170,22 @@ def test_contact_expires_unicode_is_a_parse_error(value: str):
         contact_expires_s(f"<sip:a@127.0.0.1:5060>;expires={value}")
 
 
+@pytest.mark.parametrize(
+    "text", ["sip:127.0.0.1:\uff15\uff10\uff16\uff10", f"sip:h:{SUP2}", "sip:h:\u0665060"]
+)
+def test_unicode_port_in_a_uri_is_a_uri_error_naming_the_port(text: str):
+    with pytest.raises(SipUriError, match="port"):
+        parse_uri(text)
+
+
+@pytest.mark.parametrize(
+    "codes", [(FW200,), (f"{FW200}-299",), ("200-\uff12\uff19\uff19",), ("2" + SUP0 * 2,)]
+)
+def test_unicode_alive_codes_are_refused(codes: tuple[str, ...]):
+    with pytest.raises(ValueError, match="status"):
+        parse_code_ranges(codes)
+
+
 # --- property tests: every numeric field, Unicode digits drawn from Nd and No --------------------
 
 _FOREIGN = st.characters(categories=["Nd", "No"], exclude_characters="0123456789")
@@ -258,6 +275,20 @@ def test_no_unicode_digit_is_ever_a_sip_number(read, number: str):
 def test_only_parse_errors_escape_for_any_digitish_text(read, text: str):
     with contextlib.suppress(SipParseError):
         read(text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(number=foreign_numbers())
+def test_no_unicode_digit_is_ever_a_uri_port(number: str):
+    with pytest.raises(SipUriError):
+        parse_uri(f"sip:127.0.0.1:{number}")
+
+
+@settings(max_examples=150, deadline=None)
+@given(number=foreign_numbers(), form=st.sampled_from(["{}", "{}-699", "100-{}"]))
+def test_no_unicode_digit_is_ever_an_alive_code(number: str, form: str):
+    with pytest.raises(ValueError):
+        parse_code_ranges((form.format(number),))
 
 
 @settings(max_examples=150, deadline=None)

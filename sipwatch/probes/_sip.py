@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sipwatch.errors import ConfigError, SecretError, SipError, SipUriError, TransportError
+from sipwatch.errors import (
+    ConfigError,
+    SecretError,
+    SipError,
+    SipParseError,
+    SipUriError,
+    TransportError,
+)
 from sipwatch.model import Outcome, ProbeResult
 from sipwatch.numbers import ascii_int
 from sipwatch.probes._memory import ProbeMemory
@@ -245,8 +252,19 @@ def exchange_result(
     code, reason = response.status_code, response.reason
     if code in spec.alive:
         return base_result(spec, method, Outcome.OK, status_code=code, reason=reason, **common)
-    retry_after = response.retry_after_s()
-    if code == 503 and retry_after is not None:
+    try:
+        retry_after = response.retry_after_s() if code == 503 else None
+    except SipParseError as exc:  # a 503 whose Retry-After is not delta-seconds
+        return base_result(
+            spec,
+            method,
+            Outcome.MALFORMED,
+            status_code=code,
+            reason=reason,
+            detail=f"{code} {reason}: {exc}",
+            **common,
+        )
+    if retry_after is not None:
         return base_result(
             spec,
             method,
@@ -333,6 +351,19 @@ def _local_failure(spec: SipProbeSpec, method: str, target: Target, exc: Excepti
     )
 
 
+def _malformed(spec: SipProbeSpec, method: str, target: Target, exc: SipParseError) -> ProbeResult:
+    """A flow read a header of a response and it did not parse: the peer's fault, never a
+    crash of the probe (nor a traceback from the one-shot CLI)."""
+    return base_result(
+        spec,
+        method,
+        Outcome.MALFORMED,
+        transport=target.transport,
+        resolved=str(target),
+        detail=f"unparsable reply: {exc}",
+    )
+
+
 async def _one_target(
     spec: SipProbeSpec, ctx: ProbeContext, method: str, target: Target, make_flow: FlowFactory
 ) -> ProbeResult:
@@ -354,6 +385,8 @@ async def _one_target(
         result = await conn.run(flow, deadline=deadline)
     except (SecretError, ConfigError) as exc:
         result = _local_failure(spec, method, target, exc)
+    except SipParseError as exc:
+        result = _malformed(spec, method, target, exc)
     finally:
         conn.close()
     return _finish(spec, result, conn.local, conn.transport.peer_cert_not_after)
@@ -401,6 +434,8 @@ def probe_blocking(
         )
     except (SecretError, ConfigError) as exc:
         result = _local_failure(spec, method, target, exc)
+    except SipParseError as exc:
+        result = _malformed(spec, method, target, exc)
     finally:
         conn.close()
     return _finish(spec, result, conn.local, conn.peer_cert_not_after)

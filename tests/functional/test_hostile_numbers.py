@@ -247,6 +247,14 @@ def test_cli_uri_with_unicode_port_is_exit_2_naming_the_port(args):
     assert "invalid literal" not in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("port", ["fullwidth", "x", "99999"])
+def test_cli_dns_server_port_is_checked(port, closed_udp_port):
+    server = f"127.0.0.1:{fullwidth_port() if port == 'fullwidth' else port}"
+    done, _ = cli("probe", f"sip:127.0.0.1:{closed_udp_port}", "--dns-server", server)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2 and "--dns-server" in done.stderr, (done.stdout, done.stderr)
+
+
 def _config(tmp_path: Path, probe: str) -> Path:
     cfg = tmp_path / "sipwatch.toml"
     cfg.write_text("[daemon]\nhttp_port = 0\n\n[[probes]]\n" + probe)
@@ -282,3 +290,12 @@ def test_daemon_and_check_refuse_it_with_exit_6(tmp_path):
         assert "Traceback" not in done.stderr, done.stderr
         assert done.returncode == 6, (command, done.stdout, done.stderr)
         assert "port" in done.stdout + done.stderr, (command, done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize("port", ["fullwidth", "x", "99999"])
+def test_daemon_http_override_port_is_checked(tmp_path, port):
+    cfg = _config(tmp_path, 'kind = "sip_options"\nuri = "sip:127.0.0.1"\n')
+    text = fullwidth_port() if port == "fullwidth" else port
+    done, _ = cli("run", "--config", str(cfg), "--http", f"127.0.0.1:{text}", timeout_s=10)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 6 and "--http" in done.stdout, (done.stdout, done.stderr)

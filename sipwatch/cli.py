@@ -170,6 +170,7 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     from sipwatch.errors import ConfigError
+    from sipwatch.numbers import ascii_int
     from sipwatch.probes._sip import ProbeContext
     from sipwatch.sip.transaction import Timers
 
@@ -201,7 +202,11 @@ def _cmd_probe(args: argparse.Namespace) -> int:
                 if args.dns_server.count(":") == 1
                 else (args.dns_server, "", "53")
             )
-            resolver = ResolverConfig(nameservers=(host,), port=int(port or 53))
+            try:
+                dns_port = ascii_int(port or "53", "--dns-server port", low=1, high=65535)
+                resolver = ResolverConfig(nameservers=(host,), port=dns_port)
+            except (ValueError, ConfigError) as exc:
+                return _fail(f"invalid argument: {exc}")
         ctx = ProbeContext(timers=timers, resolver=resolver, user_agent=f"sipwatch/{__version__}")
 
     results: list[ProbeResult] = []

@@ -177,9 +177,17 @@ def ask_daemon_quickly(config: str) -> tuple[Health, str] | None:
         return None
     section = data.get("daemon", {})
     host = os.environ.get("SIPWATCH_DAEMON__HTTP_HOST", section.get("http_host", "127.0.0.1"))
+    from sipwatch.numbers import ascii_int
+
     try:
-        port = int(os.environ.get("SIPWATCH_DAEMON__HTTP_PORT", section.get("http_port", 9160)))
-    except (TypeError, ValueError):
+        # An env override is text (ASCII digits only, as pydantic reads it); TOML gives an int.
+        port = ascii_int(
+            str(os.environ.get("SIPWATCH_DAEMON__HTTP_PORT", section.get("http_port", 9160))),
+            "daemon.http_port",
+            low=0,
+            high=65535,
+        )
+    except ValueError:
         return None
     if not port:
         return None

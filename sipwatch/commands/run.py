@@ -52,9 +52,13 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, str]]:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     if args.http:
+        from sipwatch.numbers import ascii_int
+
         host, _, port = args.http.rpartition(":")
+        # model_copy does not validate: check here what the config would (0 = no endpoint).
+        http_port = ascii_int(port, "--http port", low=0, high=65535, error=ConfigError)
         daemon = settings.daemon.model_copy(
-            update={"http_host": host or "127.0.0.1", "http_port": int(port)}
+            update={"http_host": host or "127.0.0.1", "http_port": http_port}
         )
         settings = settings.model_copy(update={"daemon": daemon})
     if args.log_format:

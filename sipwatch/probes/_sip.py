@@ -15,8 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sipwatch.errors import ConfigError, SecretError, SipError, SipUriError, TransportError
+from sipwatch.errors import (
+    ConfigError,
+    SecretError,
+    SipError,
+    SipParseError,
+    SipUriError,
+    TransportError,
+)
 from sipwatch.model import Outcome, ProbeResult
+from sipwatch.numbers import ascii_int
 from sipwatch.probes._memory import ProbeMemory
 from sipwatch.sip.blocking import TlsOptions
 from sipwatch.sip.flows import Flow
@@ -33,7 +41,8 @@ FORBID_EXTRA: Any = {"extra": "forbid"}
 
 
 def parse_code_ranges(specs: tuple[str, ...]) -> frozenset[int]:
-    """ "2xx", "200", "200-299" -> the set of status codes they name."""
+    """ "2xx", "200", "200-299" -> the set of status codes they name (ASCII digits only:
+    `alive_codes` and `--alive` are read like a status line, RFC 3261 §25.1)."""
     codes: set[int] = set()
     for spec in specs:
         text = spec.strip().lower()
@@ -41,15 +50,22 @@ def parse_code_ranges(specs: tuple[str, ...]) -> frozenset[int]:
             base = int(text[0]) * 100
             codes.update(range(base, base + 100))
         elif "-" in text:
-            low, _, high = text.partition("-")
-            if not (low.isdigit() and high.isdigit() and 100 <= int(low) <= int(high) <= 699):
-                raise ValueError(f"bad status range {spec!r}")
-            codes.update(range(int(low), int(high) + 1))
-        elif text.isdigit() and 100 <= int(text) <= 699:
-            codes.add(int(text))
+            low_text, _, high_text = text.partition("-")
+            low = _status_code(low_text.strip(), spec)
+            high = _status_code(high_text.strip(), spec)
+            if low > high:
+                raise ValueError(f"bad status range {spec!r}: {low} is above {high}")
+            codes.update(range(low, high + 1))
         else:
-            raise ValueError(f"bad status code {spec!r}: use 200, 2xx or 200-299")
+            codes.add(_status_code(text, spec))
     return frozenset(codes)
+
+
+def _status_code(text: str, spec: str) -> int:
+    try:
+        return ascii_int(text, "status code", low=100, high=699, digits=3)
+    except ValueError as exc:
+        raise ValueError(f"bad status code {spec!r} ({exc}): use 200, 2xx or 200-299") from None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -236,8 +252,19 @@ def exchange_result(
     code, reason = response.status_code, response.reason
     if code in spec.alive:
         return base_result(spec, method, Outcome.OK, status_code=code, reason=reason, **common)
-    retry_after = response.retry_after_s()
-    if code == 503 and retry_after is not None:
+    try:
+        retry_after = response.retry_after_s() if code == 503 else None
+    except SipParseError as exc:  # a 503 whose Retry-After is not delta-seconds
+        return base_result(
+            spec,
+            method,
+            Outcome.MALFORMED,
+            status_code=code,
+            reason=reason,
+            detail=f"{code} {reason}: {exc}",
+            **common,
+        )
+    if retry_after is not None:
         return base_result(
             spec,
             method,
@@ -324,6 +351,19 @@ def _local_failure(spec: SipProbeSpec, method: str, target: Target, exc: Excepti
     )
 
 
+def _malformed(spec: SipProbeSpec, method: str, target: Target, exc: SipParseError) -> ProbeResult:
+    """A flow read a header of a response and it did not parse: the peer's fault, never a
+    crash of the probe (nor a traceback from the one-shot CLI)."""
+    return base_result(
+        spec,
+        method,
+        Outcome.MALFORMED,
+        transport=target.transport,
+        resolved=str(target),
+        detail=f"unparsable reply: {exc}",
+    )
+
+
 async def _one_target(
     spec: SipProbeSpec, ctx: ProbeContext, method: str, target: Target, make_flow: FlowFactory
 ) -> ProbeResult:
@@ -345,6 +385,8 @@ async def _one_target(
         result = await conn.run(flow, deadline=deadline)
     except (SecretError, ConfigError) as exc:
         result = _local_failure(spec, method, target, exc)
+    except SipParseError as exc:
+        result = _malformed(spec, method, target, exc)
     finally:
         conn.close()
     return _finish(spec, result, conn.local, conn.transport.peer_cert_not_after)
@@ -392,6 +434,8 @@ def probe_blocking(
         )
     except (SecretError, ConfigError) as exc:
         result = _local_failure(spec, method, target, exc)
+    except SipParseError as exc:
+        result = _malformed(spec, method, target, exc)
     finally:
         conn.close()
     return _finish(spec, result, conn.local, conn.peer_cert_not_after)

@@ -132,6 +132,27 @@ def _opt(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], default: 
     return value if isinstance(value, kind) else default
 
 
+def _opt_number(
+    obj: dict[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    default: Any,
+    where: str,
+    high: int,
+) -> Any:
+    """`_opt` for a count or a percentage: when present it must lie in 0..high."""
+    value = _opt(obj, key, kind, default)
+    if value is not None and not 0 <= value <= high:
+        raise DrbdParseError(f"{where}: {key!r} = {value!r} is out of range 0-{high}")
+    return value
+
+
+def _refuse_constant(name: str) -> None:
+    # json.loads turns the non-JSON words NaN, Infinity and -Infinity into floats; drbdsetup
+    # never prints them, and a NaN compares false with everything (it would pass any bound).
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _objects(value: Any, where: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise DrbdParseError(f"{where} must be a list of objects")
@@ -141,7 +162,7 @@ def _objects(value: Any, where: str) -> list[dict[str, Any]]:
 def parse_status(text: str | bytes) -> list[Resource]:
     """Parse `drbdsetup status --json` output. Raises DrbdParseError on anything else."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DrbdParseError(f"not JSON: {exc}") from None
     resources: list[Resource] = []
@@ -168,8 +189,10 @@ def parse_status(text: str | bytes) -> list[Resource]:
                     peer_disk_state=_get(p, "peer-disk-state", str, cwhere),
                     peer_client=bool(_opt(p, "peer-client", bool, False)),
                     # drbdsetup prints sectors / 2, i.e. KiB.
-                    out_of_sync_bytes=1024 * _opt(p, "out-of-sync", int, 0),
-                    percent_in_sync=_opt(p, "percent-in-sync", (int, float), None),
+                    out_of_sync_bytes=1024 * _opt_number(p, "out-of-sync", int, 0, cwhere, 2**53),
+                    percent_in_sync=_opt_number(
+                        p, "percent-in-sync", (int, float), None, cwhere, 100
+                    ),
                 )
                 for p in _objects(c.get("peer_devices", []), f"{cwhere}: peer_devices")
             )

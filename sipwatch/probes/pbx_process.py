@@ -33,12 +33,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from sipwatch.model import Outcome, ProbeResult
+from sipwatch.numbers import ascii_int
 from sipwatch.probes._sip import FORBID_EXTRA, ProbeContext
 
 if TYPE_CHECKING:
     import psutil
 
 _MAX_PIDS_LISTED = 64
+#: Linux's PID_MAX_LIMIT (2**22, include/linux/threads.h): no pid_max can be set above it.
+PID_MAX_LIMIT = 4_194_304
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -125,10 +128,11 @@ def _from_pidfile(spec: PbxProcessSpec, notes: list[str]) -> psutil.Process | No
     except OSError as exc:
         notes.append(f"cannot read pidfile {spec.pidfile}: {exc.strerror}")
         return None
-    if not text.isdigit() or int(text) <= 0:
-        notes.append(f"pidfile {spec.pidfile} holds no PID ({text[:20]!r})")
+    try:
+        pid = ascii_int(text, "PID", low=1, high=PID_MAX_LIMIT)
+    except ValueError as exc:  # int() alone would raise on a pidfile of 5,000 digits
+        notes.append(f"pidfile {spec.pidfile} holds no PID ({exc})")
         return None
-    pid = int(text)
     try:
         proc = psutil.Process(pid)
     except psutil.NoSuchProcess:

@@ -3,7 +3,9 @@
 
 Owns: the REGISTER/unREGISTER pair and checking that the registrar really stored the binding
 (§10.3 step 8: a 2xx lists the current bindings). A 2xx that does not list ours is
-`bad_status`: the registrar answered but did not register us.
+`bad_status`: the registrar answered but did not register us. A 2xx whose lifetime for our
+binding (its `expires` parameter, else the Expires header) is not delta-seconds is
+`malformed`; the binding is removed all the same, since the registrar may have stored it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from sipwatch.errors import SipError
+from sipwatch.errors import SipError, SipParseError
 from sipwatch.model import Outcome, ProbeResult
 from sipwatch.probes._sip import (
     ProbeContext,
@@ -22,7 +24,13 @@ from sipwatch.probes._sip import (
     probe_targets,
 )
 from sipwatch.sip.flows import Flow, NewDeadline, RequestFactory, new_call_id, new_tag, with_auth
-from sipwatch.sip.message import Request, Response, build_request, format_hostport
+from sipwatch.sip.message import (
+    Request,
+    Response,
+    build_request,
+    contact_expires_s,
+    format_hostport,
+)
 from sipwatch.sip.target import Target
 from sipwatch.sip.uri import SipUri, parse_uri
 
@@ -67,7 +75,13 @@ class SipRegisterSpec(SipProbeSpec):
 
 
 def _binding_listed(response: Response, contact_uri: str) -> bool:
-    """Does the 2xx list our Contact (user, host and port equal) with expires > 0?"""
+    """Does the 2xx list our Contact (user, host and port equal) with a lifetime > 0?
+
+    The lifetime is the Contact's `expires` parameter, else the Expires header (RFC 3261
+    §10.2.4); one that is not delta-seconds raises SipParseError. Contacts that do not parse
+    as SIP URIs (other user agents' bindings, tel: URIs...) cannot be ours and are skipped:
+    ports are ASCII digits only, so a Unicode one cannot pass for ours either.
+    """
     want = parse_uri(contact_uri)
     for value in response.header_all("Contact"):
         uri_text = value.split("<", 1)[1].split(">", 1)[0] if "<" in value else value
@@ -75,10 +89,12 @@ def _binding_listed(response: Response, contact_uri: str) -> bool:
             got = parse_uri(uri_text.split(";", 1)[0] if "<" not in value else uri_text)
         except SipError:
             continue
-        params = value.rsplit(">", 1)[-1].lower().replace(" ", "")
-        if "expires=0" in params.split(";"):
+        if (got.user, got.host, got.port or 5060) != (want.user, want.host, want.port or 5060):
             continue
-        if (got.user, got.host, got.port or 5060) == (want.user, want.host, want.port or 5060):
+        expires = contact_expires_s(value)
+        if expires is None:
+            expires = response.expires_s()
+        if expires != 0:  # None: no lifetime given at all, the registrar's default applies
             return True
     return False
 
@@ -134,13 +150,22 @@ def flow(
         return replace(result, outcome=Outcome.BAD_STATUS, detail=why)
     if result.outcome is not Outcome.OK or response is None:
         return result
-    if 200 <= response.status_code < 300 and not _binding_listed(response, contact):
-        return replace(
-            result,
-            outcome=Outcome.BAD_STATUS,
-            detail="2xx did not list our binding: the registrar did not store it",
-        )
+    unreadable: str | None = None  # why the 2xx could not be read, if it could not
+    if 200 <= response.status_code < 300:
+        try:
+            listed = _binding_listed(response, contact)
+        except SipParseError as exc:
+            unreadable = f"unreadable 2xx to REGISTER: {exc}"
+        else:
+            if not listed:
+                return replace(
+                    result,
+                    outcome=Outcome.BAD_STATUS,
+                    detail="2xx did not list our binding: the registrar did not store it",
+                )
     if spec.keep_registration:
+        if unreadable is not None:
+            return replace(result, outcome=Outcome.MALFORMED, detail=f"{unreadable} (kept)")
         return replace(result, detail=f"registered for {spec.expires_s} s (kept)")
     # The unregister gets a budget of its own: a slow REGISTER must not leave a binding.
     yield NewDeadline(spec.timeout_s)
@@ -153,6 +178,8 @@ def flow(
         note = f"unregister answered {unreg.response.status_code} {unreg.response.reason}"
     else:
         note = f"unregister failed: {unreg.failure} {unreg.detail}".strip()
+    if unreadable is not None:
+        return replace(result, outcome=Outcome.MALFORMED, detail=f"{unreadable}; {note}")
     return replace(result, detail=note)
 
 

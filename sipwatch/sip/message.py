@@ -1,11 +1,14 @@
 """SIP messages: parse and build requests and responses (RFC 3261 §7, §20, §25).
 
 Owns: bytes <-> Request/Response, header lookup (compact forms, several values per header,
-folded lines), Via and CSeq parsing, stream framing by Content-Length. Must not know: sockets,
+folded lines), Via and CSeq parsing, the numbers of the headers sipwatch reads (Retry-After,
+Expires, a Contact's expires), stream framing by Content-Length. Must not know: sockets,
 asyncio, transactions or timers.
 
 Every failure to parse raises SipParseError and nothing else: the bytes come from the network
-and may be anything.
+and may be anything. Every number is read by `sipwatch.numbers.ascii_int` (ASCII digits only,
+bounded): the status code, CSeq and Content-Length and the top Via's port, rport and ttl when
+a message is parsed; Retry-After and Expires when asked for.
 """
 
 from __future__ import annotations
@@ -16,12 +19,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from sipwatch.errors import SipParseError
+from sipwatch.numbers import ascii_int
 
 VERSION = "SIP/2.0"
 #: Largest message accepted. A UDP datagram cannot exceed 65,535 bytes anyway; on streams a
 #: peer that sends more without a message boundary is broken or hostile (RFC 3261 §18.3).
 MAX_MESSAGE_SIZE = 65_535
 MAX_HEADERS = 256
+#: delta-seconds (RFC 3261 §25.1) are at most 2**32-1 (§20.19 Expires, §10.2.1.1).
+MAX_DELTA_SECONDS = 2**32 - 1
+MAX_CSEQ = 2**31 - 1  # §8.1.1.5: less than 2**31
+MAX_CONTENT_LENGTH = 999_999  # far above MAX_MESSAGE_SIZE; six digits, as the framer reads
 
 # RFC 3261 §7.3.3 compact forms (plus the later ones registered with IANA).
 COMPACT_FORMS = {
@@ -92,8 +100,11 @@ _MULTI_VALUE = frozenset(
     }
 )
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
-_STATUS_LINE = re.compile(r"^SIP/(\d+)\.(\d+) (\d{3})(?: (.*))?$")
-_REQUEST_LINE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) SIP/(\d+)\.(\d+)$")
+# [0-9], never \d: in a str pattern \d is any Unicode digit (fullwidth, Arabic-Indic...).
+# The status code is taken as any three characters and read by ascii_int, so a broken one is
+# reported as such ("status code ... is not an ASCII decimal number").
+_STATUS_LINE = re.compile(r"^SIP/([0-9]+)\.([0-9]+) ([^ ]{3})(?: (.*))?$")
+_REQUEST_LINE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) SIP/([0-9]+)\.([0-9]+)$")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -205,9 +216,11 @@ class Via:
 
 _VIA = re.compile(
     r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+(\[[0-9A-Fa-f:.]+\]|[^\s:;]+)"
-    r"(?:\s*:\s*(\d+))?\s*(.*)$",
+    r"(?:\s*:\s*([^\s;]+))?\s*(.*)$",
     re.S,
 )
+# Via parameters whose value is a number (RFC 3261 §20.42 ttl, RFC 3581 §3 rport), bounds.
+_VIA_NUMBERS = {"rport": (1, 65535), "ttl": (0, 255)}
 
 
 def parse_via(value: str) -> Via:
@@ -215,30 +228,55 @@ def parse_via(value: str) -> Via:
     if not match:
         raise SipParseError(f"malformed Via value: {value[:80]!r}")
     transport, host, port_text, rest = match.groups()
-    port = int(port_text) if port_text else None
-    if port is not None and not 0 < port < 65536:
-        raise SipParseError(f"Via port out of range: {port}")
+    port = None
+    if port_text is not None:
+        port = ascii_int(port_text, "Via port", low=1, high=65535, error=SipParseError)
     params: list[tuple[str, str | None]] = []
     rest = rest.strip()
     if rest and not rest.startswith(";"):
         raise SipParseError(f"junk after Via sent-by: {rest[:40]!r}")
     for part in rest.split(";")[1:]:
         key, eq, val = part.strip().partition("=")
-        if not key.strip():
+        key, val = key.strip(), val.strip()
+        if not key:
             raise SipParseError("empty Via parameter")
-        params.append((key.strip(), val.strip() if eq else None))
+        bounds = _VIA_NUMBERS.get(key.lower())
+        if bounds is not None and eq:  # a bare `rport` is the request's "please fill in"
+            ascii_int(val, f"Via {key}", low=bounds[0], high=bounds[1], error=SipParseError)
+        params.append((key, val if eq else None))
     return Via(transport.upper(), host.strip("[]"), port, tuple(params))
 
 
 def parse_cseq(value: str) -> tuple[int, str]:
     number, _, method = value.strip().partition(" ")
     method = method.strip()
-    if not number.isdigit() or len(number) > 10 or not _TOKEN.match(method or "-"):
+    if not _TOKEN.match(method or "-"):
         raise SipParseError(f"malformed CSeq: {value[:80]!r}")
-    seq = int(number)
-    if seq >= 2**31:  # RFC 3261 §8.1.1.5: less than 2**31
-        raise SipParseError(f"CSeq number too large: {seq}")
-    return seq, method
+    return ascii_int(number, "CSeq number", low=0, high=MAX_CSEQ, error=SipParseError), method
+
+
+def delta_seconds(text: str, field: str) -> int:
+    """delta-seconds (RFC 3261 §25.1: 1*DIGIT), at most 2**32-1.
+
+    §20.19 and §20.10 say a UA SHOULD treat a malformed Expires as 3600; sipwatch is a health
+    probe, not a UA that must interoperate at any price, so a malformed value is reported
+    (SipParseError, outcome `malformed`) rather than replaced by a guess.
+    """
+    return ascii_int(text, field, low=0, high=MAX_DELTA_SECONDS, error=SipParseError)
+
+
+def contact_expires_s(value: str) -> int | None:
+    """The `expires` parameter of one Contact value (RFC 3261 §20.10), None when absent.
+
+    For a name-addr the parameters follow the `>`; for a bare addr-spec every `;` parameter
+    is a header parameter (§20.10), so there is nothing to tell apart.
+    """
+    params = value.rsplit(">", 1)[-1] if "<" in value else value
+    for part in params.split(";")[1:]:
+        key, _, val = part.partition("=")
+        if key.strip().lower() == "expires":
+            return delta_seconds(val.strip(), "Contact expires")
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +322,12 @@ class _Message:
     def call_id(self) -> str:
         return self.headers.get("Call-ID") or ""
 
+    def expires_s(self) -> int | None:
+        """The Expires header in seconds (RFC 3261 §20.19), None if absent. A value that is
+        not delta-seconds raises SipParseError."""
+        value = self.headers.get("Expires")
+        return None if value is None else delta_seconds(value.strip(), "Expires")
+
     def _head_bytes(self, start_line: str) -> bytes:
         lines = [start_line]
         has_length = False
@@ -320,12 +364,13 @@ class Response(_Message):
         return 100 <= self.status_code < 200
 
     def retry_after_s(self) -> float | None:
-        """Retry-After in seconds (RFC 3261 §20.33), or None if absent or unreadable."""
+        """Retry-After in seconds (RFC 3261 §20.33: delta-seconds [comment] *(;param)), None
+        if absent. A value that is not delta-seconds raises SipParseError."""
         value = self.headers.get("Retry-After")
         if value is None:
             return None
         head = value.split(";", 1)[0].split("(", 1)[0].strip()
-        return float(head) if head.isdigit() else None
+        return float(delta_seconds(head, "Retry-After"))
 
 
 Message = Request | Response
@@ -376,10 +421,9 @@ def _content_length(headers: Headers) -> int | None:
         return None
     if len(set(values)) > 1:
         raise SipParseError("conflicting Content-Length values")
-    text = values[0].strip()
-    if not text.isdigit() or len(text) > 6:
-        raise SipParseError(f"malformed Content-Length: {text[:20]!r}")
-    return int(text)
+    return ascii_int(
+        values[0].strip(), "Content-Length", low=0, high=MAX_CONTENT_LENGTH, error=SipParseError
+    )
 
 
 def parse_message(
@@ -422,9 +466,11 @@ def parse_message(
         major, minor, code, reason = status.groups()
         if (major, minor) != ("2", "0"):
             raise SipParseError(f"unsupported SIP version SIP/{major}.{minor}")
-        if not 100 <= int(code) <= 699:
-            raise SipParseError(f"status code {code} out of range 100-699")
-        message = Response(headers, body, status_code=int(code), reason=reason or "")
+        # RFC 3261 §7.2, §25.1: Status-Code = 3DIGIT, 100-699 (§21).
+        status_code = ascii_int(
+            code, "status code", low=100, high=699, digits=3, error=SipParseError
+        )
+        message = Response(headers, body, status_code=status_code, reason=reason or "")
     else:
         request = _REQUEST_LINE.match(start)
         if not request:
@@ -495,13 +541,15 @@ class StreamFramer:
         return len(self._buf)
 
 
-_CONTENT_LENGTH = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*(\d{1,6})[ \t]*\r\n", re.I)
+_CONTENT_LENGTH = re.compile(rb"(?i)\r\n(?:content-length|l)[ \t]*:[ \t]*([0-9]{1,6})[ \t]*\r\n")
 
 
 def _length_from_raw_head(head: bytes) -> int:
     found = _CONTENT_LENGTH.findall(head)
     if len(found) == 1 and b"\r\n " not in head and b"\r\n\t" not in head:
-        return int(found[0])  # the common case; parse_message re-checks it in full
+        # The common case: the bytes pattern matched 1-6 ASCII digits, nothing else.
+        # parse_message re-checks it in full.
+        return int(found[0])
     text = head.decode("utf-8", "surrogateescape")
     lines = _unfold(text.rstrip("\r\n"))
     length = _content_length(_parse_headers(lines[1:]))

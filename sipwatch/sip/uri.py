@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass, field
 
 from sipwatch.errors import SipUriError
+from sipwatch.numbers import ascii_int
 
 TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
 
@@ -157,12 +158,12 @@ def _split_hostport(hostport: str, raw: str) -> tuple[str, int | None]:
             raise SipUriError(f"invalid host {host!r} in {raw!r}")
         host = host.lower()
         last_label = host.rstrip(".").rsplit(".", 1)[-1]
-        # all-numeric: must be a real IPv4 literal (§25.1 toplabel starts alpha)
-        if last_label.isdigit() and not is_ipv4(host):
+        # all-numeric: must be a real IPv4 literal (§25.1 toplabel starts alpha). _HOSTNAME
+        # let only ASCII through, but say so: isdigit() would take any Unicode digit.
+        if last_label.isascii() and last_label.isdigit() and not is_ipv4(host):
             raise SipUriError(f"invalid IPv4 address {host!r} in {raw!r}")
     port: int | None = None
     if port_text is not None:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise SipUriError(f"invalid port {port_text!r} in {raw!r}")
-        port = int(port_text)
+        # §25.1 port = 1*DIGIT, ASCII only; 0 cannot be connected to.
+        port = ascii_int(port_text, f"port in {raw!r}", low=1, high=65535, error=SipUriError)
     return host, port

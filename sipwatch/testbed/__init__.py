@@ -6,6 +6,7 @@ functional test, so it speaks SIP through its own small `rawsip` module.
 
     start_kamailio(rundir, ...) -> KamailioPeer   registrar + OPTIONS + fault switches
     start_sipp_uas(scenario, rundir, ...) -> SippPeer   "200", "503" (Retry-After) or "silent"
+    start_hostile(transport, ...) -> HostilePeer  a UAS whose answers are broken on purpose
     free_port(kind) -> int                        a loopback port nothing is bound to
 
     testbed.netns: Netns.create, veth, run_in   namespaces a test makes (and removes) for
@@ -16,16 +17,19 @@ Safety: loopback only, or addresses inside network namespaces the test made
 its PID; every wait is bounded. Errors: TestbedError (a RuntimeError), MissingToolError.
 """
 
+from sipwatch.testbed.hostile import HostilePeer, start_hostile
 from sipwatch.testbed.kamailio import KamailioPeer, start_kamailio
 from sipwatch.testbed.process import MissingToolError, TestbedError, free_port
 from sipwatch.testbed.sipp import SippPeer, start_sipp_uas
 
 __all__ = [
+    "HostilePeer",
     "KamailioPeer",
     "MissingToolError",
     "SippPeer",
     "TestbedError",
     "free_port",
+    "start_hostile",
     "start_kamailio",
     "start_sipp_uas",
 ]

@@ -206,6 +206,23 @@ async def test_unreadable_pidfile_and_garbage_pidfile(tmp_path) -> None:
     assert r.outcome is Outcome.DOWN and "no pidfile" in r.detail, r
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        "9" * 5000 + "\n",  # int() refuses more than 4,300 digits with a ValueError
+        "\u0661\u0662\u0663\n",  # Arabic-Indic 123: not ASCII (the file is read as ASCII)
+        "\uff11\n",  # fullwidth 1
+        "0\n",
+        "4194305\n",  # above Linux's PID_MAX_LIMIT
+    ],
+    ids=["5000_digits", "arabic_indic", "fullwidth", "zero", "above_pid_max"],
+)
+async def test_pidfile_number_is_ascii_and_bounded(tmp_path, content) -> None:
+    (tmp_path / "odd.pid").write_text(content, encoding="utf-8")
+    r = await check(PbxProcessSpec(pidfile=str(tmp_path / "odd.pid")))
+    assert r.outcome is Outcome.DOWN and "holds no PID" in r.detail, r
+
+
 def test_spec_validation() -> None:
     with pytest.raises(ValueError, match="at least one of"):
         PbxProcessSpec()

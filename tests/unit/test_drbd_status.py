@@ -143,6 +143,35 @@ def test_garbage_is_a_parse_error(text: str | bytes, message: str) -> None:
         parse_status(text)
 
 
+def _peer_device(fields: str) -> str:
+    return (
+        '[{"name": "r0", "role": "Primary", "connections": [{"name": "b", '
+        '"connection-state": "Connected", "peer_devices": [{"volume": 0, '
+        '"replication-state": "SyncSource", "peer-disk-state": "Inconsistent", '
+        f"{fields}}}]}}]}}]"
+    )
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        # json.loads takes these non-JSON words as floats; a NaN passes every comparison.
+        ('"percent-in-sync": NaN', "NaN is not a JSON number"),
+        ('"percent-in-sync": Infinity', "Infinity is not a JSON number"),
+        ('"out-of-sync": -Infinity', "-Infinity is not a JSON number"),
+        ('"percent-in-sync": 250.0', "'percent-in-sync' = 250.0 is out of range 0-100"),
+        ('"out-of-sync": -8', "'out-of-sync' = -8 is out of range"),
+        # JSON numbers are ASCII: the C scanner takes no other digit (checked here, not fixed)
+        ('"out-of-sync": \u0661', "not JSON"),
+        ('"out-of-sync": \uff18', "not JSON"),
+    ],
+)
+def test_numbers_outside_their_range_are_parse_errors(fields: str, message: str) -> None:
+    assert parse_status(_peer_device('"out-of-sync": 8'))  # the document is otherwise fine
+    with pytest.raises(DrbdParseError, match=message):
+        parse_status(_peer_device(fields))
+
+
 def test_spec_validation() -> None:
     assert DrbdSpec().name == "drbd:all"
     assert DrbdSpec(resource="portsip").command == ("drbdsetup", "status", "--json")

@@ -5,7 +5,9 @@ another node; N repetitions; p50/p95/max. Root only.
 Setups, each in its own lab bring-up in this run:
     sipwatch      ocf:sipwatch:labpbx (1 s monitor, SIGKILL of a hung group at stop) +
                   `sipwatch run` publishing #health-sipwatch (migrate-on-red), 1 s probes,
-                  the quorum guard on
+                  the quorum guard on, confirm runs on (the lab policy: shipped "fast")
+    sipwatch-noconfirm  the same with the policy's confirm_interval_s = 0: the baseline
+                  for the confirm-at-once gain
     shim          the same PBX agent; the OCF shim ocf:sipwatch:sipwatch (mode=service,
                   OCF_CHECK_LEVEL=10, 1 s monitor) in the group asks `sipwatch run` (agent none)
     stock-10s     ocf:heartbeat:kamailio, sipsak monitor every 10 s, migration-threshold=1,
@@ -38,6 +40,11 @@ from sipwatch.testbed.lab import LabConfig, lab_up
 SETUPS = {
     "sipwatch": LabConfig(mode="sipwatch", monitor_interval_s=1.0, stop_timeout_s=10.0),
     "shim": LabConfig(mode="shim", monitor_interval_s=1.0, stop_timeout_s=10.0),
+    # The same as "sipwatch" with the policy's confirm runs off (every probe run on its 1 s
+    # interval): the baseline for the confirm-at-once gain (issue 15).
+    "sipwatch-noconfirm": LabConfig(
+        mode="sipwatch", monitor_interval_s=1.0, stop_timeout_s=10.0, confirm_interval_s=0.0
+    ),
     "stock-10s": LabConfig(mode="stock", monitor_interval_s=10.0, stop_timeout_s=30.0),
     "stock-2s": LabConfig(mode="stock", monitor_interval_s=2.0, stop_timeout_s=30.0),
 }
@@ -48,7 +55,11 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-SETTLE_S = {"sipwatch": 3.2, "shim": 3.2}  # past the lab policy's takeover grace (3 s)
+SETTLE_S = {
+    "sipwatch": 3.2,
+    "shim": 3.2,
+    "sipwatch-noconfirm": 3.2,
+}  # past the lab policy's takeover grace (3 s)
 SLOW = ("hang", "drop")  # a minute each for the stock agent
 
 

@@ -85,6 +85,7 @@ def _make_daemon(settings: Any, policy: Any, meta: dict[str, str], holder: Any) 
         options=options,
         on_result=holder.metrics.on_result,
         on_decision=holder.metrics.on_decision,
+        on_action=holder.metrics.on_action,
         policy_name=settings.policy,
     )
     daemon.meta = dict(meta)

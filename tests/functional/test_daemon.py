@@ -255,3 +255,37 @@ def test_pbx_exit_is_seen_at_once_not_at_the_next_interval(tmp_path):
         if pbx.poll() is None:
             pbx.kill()
             pbx.wait(5)
+
+
+def test_actions_are_counted_in_metrics(kam, tmp_path):
+    """sipwatch_actions_total{action,result} (README) counts the cluster agent's actions: it
+    never moved, because the daemon was built without the metrics' action callback."""
+    from sipwatch.testbed.pacemaker import FileCluster
+
+    cluster = FileCluster.build(tmp_path / "cib.xml")
+    (tmp_path / "policy.toml").write_text(POLICY)
+    port = free_port("tcp")
+    cfg = tmp_path / "sipwatch.toml"
+    cfg.write_text(
+        config(kam.uri("udp", user="ping"), port)
+        + f'[cluster]\nagent = "health_attribute"\ndry_run = true\nnode = "n1"\n'
+        f'cib_file = "{cluster.path}"\n'
+    )
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: _listening(port))
+        kam.set_fault("OPTIONS", code=500)  # green -> red: a "would" publish_health
+
+        def counted() -> bool:
+            text = get(port, "/metrics")[1]
+            return 'sipwatch_actions_total{action="publish_health",result="would"}' in text
+
+        wait_for(counted, timeout_s=15)
+    finally:
+        kam.clear_faults()
+        proc.terminate()
+        proc.wait(10)

@@ -308,15 +308,17 @@ class BlockingConnection:
         while not tx.done:
             when = tx.next_timer()
             assert when is not None  # an unfinished transaction always has Timer F
-            wait = max(0.0, when - time.monotonic())
-            pending = getattr(self._sock, "pending", lambda: 0)()  # TLS may hold read bytes
-            readable = pending or select.select([self._sock], [], [], wait)[0]
-            if not readable:
-                data = tx.on_timer(time.monotonic())
+            now = time.monotonic()
+            if now >= when:
+                # Due timers before more reading: a peer that keeps the socket readable (a
+                # flood of garbage) must not hold Timer E, Timer F or the deadline back.
+                data = tx.on_timer(now)
                 if data is not None:
                     self._send(data, tx)
                 continue
-            failure = self._receive(tx)
+            pending = getattr(self._sock, "pending", lambda: 0)()  # TLS may hold read bytes
+            if pending or select.select([self._sock], [], [], when - now)[0]:
+                failure = self._receive(tx)
         return tx.exchange(failure, self.last_malformed)
 
     def _send(self, data: bytes, tx: ClientTransaction) -> None:

@@ -11,6 +11,7 @@ what the peer does wrong into failure kinds:
     a 101 without the `sip` subprotocol, a broken handshake          malformed
     a WebSocket protocol error, a message over the size limit         malformed
     a frame that is not SIP                                          Unparsable (per frame)
+    MAX_UNPARSABLE such frames on one connection                     malformed
     a close frame, EOF                                                refused
 
 Must not know: sockets, asyncio, transactions or timers. Both drivers (`transport.py` for
@@ -46,6 +47,10 @@ from sipwatch.sip.transaction import BRANCH_IN_BYTES
 SUBPROTOCOL = "sip"  # RFC 7118 §4: the WebSocket subprotocol name (IANA registered)
 _STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3})(?: ([^\r\n]*))?\r?\n")
 _HEAD_LIMIT = 16_384  # the most of a refused upgrade's head kept for the reason phrase
+#: Non-SIP WebSocket messages tolerated on one connection. One may be a stray keep-alive of an
+#: odd kind (and is judged as on UDP); a stream of them is not a SIP server, and parsing a
+#: flood of them would cost the event loop every other probe's timers.
+MAX_UNPARSABLE = 16
 
 
 def invalid_host() -> str:
@@ -114,6 +119,7 @@ class WsClient:
         self.failed: Failed | None = None
         self.subprotocol: str | None = None
         self.frames_in = 0
+        self.unparsable = 0
         self._ws = WSConnection(ConnectionType.CLIENT)
         host_text = f"[{host}]" if ":" in host else host
         # RFC 6455 §4.1 / RFC 7230 §5.4: Host names the port unless it is the scheme's own.
@@ -235,7 +241,17 @@ class WsClient:
             return [Received(parse_message(data, max_size=self.max_size, datagram=True))]
         except SipParseError as exc:
             found = BRANCH_IN_BYTES.search(data[:4096])
-            return [Unparsable(exc, found.group(1).decode() if found else None)]
+            out: list[WsEvent] = [Unparsable(exc, found.group(1).decode() if found else None)]
+            self.unparsable += 1
+            if self.unparsable >= MAX_UNPARSABLE:
+                out.append(
+                    self._fail(
+                        "malformed",
+                        f"{self.unparsable} WebSocket messages that are not SIP "
+                        f"(last: {exc}): not a SIP WebSocket server",
+                    )
+                )
+            return out
 
     def _closed(self, event: CloseConnection) -> list[WsEvent]:
         why = f"{event.code}{' ' + event.reason if event.reason else ''}"

@@ -47,12 +47,14 @@ BEHAVIOURS = {
     "no_subprotocol": "101 Switching Protocols without Sec-WebSocket-Protocol, then 200s",
     "garbage": "a text frame that is not SIP (no branch in it) for every request",
     "garbage_branch": "a frame that is not SIP but carries the request's branch",
+    "garbage_flood": "non-SIP frames, as fast as the socket takes them, for 3 s after each request",
     "spoofed_branch": "a 200 whose Via branch is not the request's",
     "http_200": "a plain HTTP/1.1 200 OK page instead of 101",
     "close_after_handshake": "101, then a close frame (1000) at once",
     "binary_ok": "like ok, but answers in binary frames split into two fragments",
 }
 _MAX_CONNECTIONS = 64
+_FLOOD_S = 3.0  # bounded; sent as fast as the socket takes it
 _CONNECTION_LIFETIME_S = 30.0
 _BRANCH = re.compile(rb"branch=(z9hG4bK[^;,\s]+)")
 
@@ -273,6 +275,8 @@ class HostileWsPeer:
                         parts.append(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
                         if event.message_finished and ws.state is ConnectionState.OPEN:
                             conn.sendall(self._answer(ws, b"".join(parts)))
+                            if self.behaviour == "garbage_flood":
+                                self._flood(conn, ws)
                         parts = [] if event.message_finished else parts
                     elif isinstance(event, Ping):
                         conn.sendall(ws.send(event.response()))
@@ -285,11 +289,20 @@ class HostileWsPeer:
         finally:
             conn.close()
 
+    def _flood(self, conn: socket.socket, ws: WSConnection) -> None:
+        """Keep the client's socket readable with garbage for _FLOOD_S (bounded)."""
+        until = time.monotonic() + _FLOOD_S
+        # Big frames: cheap for both sides per byte, so the socket stays readable without the
+        # two threads fighting over the GIL.
+        frames = b"".join(ws.send(TextMessage(data="flood: not SIP\r\n\r\n")) for _ in range(64))
+        while time.monotonic() < until and not self._stop.is_set():
+            conn.sendall(frames)
+
     def _answer(self, ws: WSConnection, request: bytes) -> bytes:
         with self._lock:
             self.requests += 1
             self.last_request = request
-        if self.behaviour == "garbage":
+        if self.behaviour in ("garbage", "garbage_flood"):
             return ws.send(TextMessage(data="this is not SIP at all\r\n\r\n"))
         if self.behaviour == "garbage_branch":
             found = _BRANCH.search(request)

@@ -242,6 +242,17 @@ async def test_frame_that_is_not_sip_is_malformed(run, hostile, echo):
         assert time.monotonic() - started < 0.5
 
 
+async def test_a_flood_of_non_sip_frames_is_malformed_at_once(run, hostile):
+    """A stream of non-SIP frames is not a SIP server: reported without waiting for the
+    deadline, and without parsing the whole flood (which held the event loop for 0.5 s per
+    read before the cap)."""
+    started = time.monotonic()
+    r = await options(run, hostile("garbage_flood").uri(), timeout_s=2.0)
+    assert r.outcome is Outcome.MALFORMED, r
+    assert "16 WebSocket messages that are not SIP" in r.detail
+    assert time.monotonic() - started < 0.5
+
+
 async def test_response_with_a_branch_not_ours_is_ignored(run, hostile):
     peer = hostile("spoofed_branch")
     r = await options(run, peer.uri(), timeout_s=1.0)

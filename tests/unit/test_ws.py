@@ -126,6 +126,13 @@ def test_frame_that_is_not_sip_is_unparsable_with_our_branch_when_readable():
     assert isinstance(got, Received), "one bad frame does not break the framing"
 
 
+def test_a_stream_of_non_sip_frames_ends_the_connection():
+    client, server = upgraded()
+    events = client.receive(b"".join(server.send(TextMessage(data="junk")) for _ in range(20)))
+    assert [type(e) for e in events] == [Unparsable] * 16 + [Failed]
+    assert events[-1].kind == "malformed" and "16 WebSocket messages" in events[-1].detail
+
+
 def test_crlf_keepalive_frame_is_not_a_message():
     client, server = upgraded()
     assert client.receive(server.send(TextMessage(data="\r\n\r\n"))) == []

@@ -65,6 +65,7 @@ lint: venv
 bench: setup
 	$(PY) bench/engine.py
 	$(PY) bench/oneshot.py
+	$(PY) bench/ws.py --json bench/results/ws.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

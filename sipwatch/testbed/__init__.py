@@ -7,6 +7,9 @@ functional test, so it speaks SIP through its own small `rawsip` module.
     start_kamailio(rundir, ...) -> KamailioPeer   registrar + OPTIONS + fault switches
     start_sipp_uas(scenario, rundir, ...) -> SippPeer   "200", "503" (Retry-After) or "silent"
     free_port(kind) -> int                        a loopback port nothing is bound to
+    rawws.start_hostile_ws_peer(behaviour)        a WebSocket server breaking RFC 7118 one way
+                                                (rawws.BEHAVIOURS); rawws.send_request: the
+                                                rig's own WS/WSS client
 
     testbed.netns: Netns.create, veth, run_in   namespaces a test makes (and removes) for
                                                 addresses beyond the loopback (VIP, IVR)

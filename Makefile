@@ -5,13 +5,16 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := kamailio kamailio-tls-modules sip-tester sipsak dnsmasq-base iproute2 \
+APT_PACKAGES := kamailio kamailio-tls-modules kamailio-websocket-modules sip-tester sipsak \
+                dnsmasq-base iproute2 \
                 openssl ca-certificates python3-venv procps \
                 pacemaker pacemaker-cli-utils corosync resource-agents crmsh libxml2-utils \
                 podman buildah mmdebstrap catatonit iptables
 # binaries whose absence means the apt step must run
 NEEDED_BINARIES := kamailio kamcmd sipp sipsak dnsmasq ip openssl crm_simulate cibadmin \
                    crm_attribute ocf-tester xmllint podman buildah mmdebstrap
+# files whose absence means the same (shell globs): Kamailio modules are not binaries on PATH
+NEEDED_FILES := /usr/lib/*/kamailio/modules/websocket.so /usr/lib/*/kamailio/modules/tls.so
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages venv bytecode demo test unit lint bench clean
@@ -21,6 +24,7 @@ setup: system-packages venv
 system-packages:
 	@missing=""; for b in $(NEEDED_BINARIES); do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	for f in $(NEEDED_FILES); do [ -e "$$f" ] || missing="$$missing $$(basename $$f)"; done; \
 	if [ -n "$$missing" ] || ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
 	  echo "== installing system packages (missing:$$missing)"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
@@ -61,6 +65,7 @@ lint: venv
 bench: setup
 	$(PY) bench/engine.py
 	$(PY) bench/oneshot.py
+	$(PY) bench/ws.py --json bench/results/ws.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,7 +1,8 @@
 """Command line: argument parsing, output and exit codes only; no probing logic here.
 
 `sipwatch probe` is a drop-in for `sipsak -s` and is timed against it, so this module imports
-only argparse at start-up; everything else is imported inside the command that needs it.
+only argparse (and the transport names of `sipwatch.sip.target`) at start-up; everything else
+is imported inside the command that needs it.
 
 Exit codes of `sipwatch probe` (same meaning as sipsak's):
     0  alive: the answer's status is counted as alive
@@ -17,6 +18,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from sipwatch import __version__
+from sipwatch.sip.target import SUPPORTED_TRANSPORTS
 
 if TYPE_CHECKING:
     from sipwatch.model import ProbeResult
@@ -55,7 +57,12 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     probe.add_argument(
         "--method", choices=("OPTIONS", "REGISTER"), default="OPTIONS", type=str.upper
     )
-    probe.add_argument("--transport", choices=("udp", "tcp", "tls"), type=str.lower)
+    probe.add_argument(
+        "--transport",
+        choices=SUPPORTED_TRANSPORTS,
+        type=str.lower,
+        help="overrides the URI's transport parameter (ws/wss: SIP over WebSocket, RFC 7118)",
+    )
     probe.add_argument("--user", help="digest username (default: the URI's user part)")
     secret = probe.add_mutually_exclusive_group()
     secret.add_argument(
@@ -86,6 +93,10 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     probe.add_argument("--ca-file", metavar="F", help="TLS: CA bundle to verify against")
     probe.add_argument("--server-name", metavar="NAME", help="TLS: SNI and name to verify")
     probe.add_argument("--insecure", action="store_true", help="TLS: do not verify the certificate")
+    probe.add_argument(
+        "--ws-path", default="/", metavar="PATH", help="WS/WSS: path of the upgrade (default /)"
+    )
+    probe.add_argument("--ws-origin", metavar="ORIGIN", help="WS/WSS: send this Origin header")
     probe.add_argument("--dns-server", metavar="IP[:PORT]", help="resolve with this server")
     probe.add_argument(
         "--t1", type=float, default=0.5, metavar="S", help="RFC 3261 T1 (default 0.5)"
@@ -158,6 +169,8 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         "tls_verify": not args.insecure,
         "tls_ca_file": args.ca_file,
         "tls_server_name": args.server_name,
+        "ws_path": args.ws_path,
+        "ws_origin": args.ws_origin,
     }
     if args.method == "REGISTER":
         from sipwatch.probes.sip_register import SipRegisterSpec

@@ -10,7 +10,8 @@
         ├── SipUriError        a URI that is not a valid SIP/SIPS URI
         ├── DigestError        a challenge we cannot answer (unknown algorithm, no realm...)
         ├── ResolveError       RFC 3263 resolution found no usable target (in sip/resolve.py)
-        └── TransportError     could not open a connection; `kind` says why (refused, tls...)
+        └── TransportError     could not open a connection; `kind` says why (refused, tls...,
+                               bad_status for a refused WebSocket upgrade)
 
 Probes never let these escape: a probe turns every failure into a ProbeResult whose outcome
 says what failed. Lower-layer errors (OSError, ssl.SSLError, dns.exception.DNSException) are
@@ -62,9 +63,12 @@ class DigestError(SipError):
 
 class TransportError(SipError):
     """A transport could not be opened or failed. `kind` is an Outcome value naming why:
-    "refused", "unreachable", "timeout", "tls_error" or "local_error"."""
+    "refused", "unreachable", "timeout", "tls_error" or "local_error"; for WebSocket also
+    "bad_status" (the server answered the upgrade with `http_status`, not 101) and
+    "malformed" (a broken handshake, or a 101 that does not select the `sip` subprotocol)."""
 
-    def __init__(self, kind: str, detail: str) -> None:
+    def __init__(self, kind: str, detail: str, *, http_status: int | None = None) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+        self.http_status = http_status

@@ -27,8 +27,14 @@ from sipwatch.model import Outcome, ProbeResult
 from sipwatch.numbers import ascii_int
 from sipwatch.probes._memory import ProbeMemory
 from sipwatch.sip.blocking import TlsOptions
-from sipwatch.sip.flows import Flow
-from sipwatch.sip.target import Target
+from sipwatch.sip.flows import Flow, SentBy
+from sipwatch.sip.target import (
+    DEFAULT_PORTS,
+    SUPPORTED_TRANSPORTS,
+    WS_TRANSPORTS,
+    Target,
+    WsOptions,
+)
 from sipwatch.sip.transaction import Exchange, Timers
 from sipwatch.sip.uri import SipUri, parse_uri
 
@@ -93,6 +99,10 @@ class SipProbeSpec:
     outbound_proxy: str | None = None
     # Bind the probe's socket to this local IP first (e.g. the VIP as source address).
     source_address: str | None = None
+    # WS/WSS (RFC 7118): the HTTP path of the upgrade, and an Origin header if the server
+    # checks one (browsers always send it).
+    ws_path: str = "/"
+    ws_origin: str | None = None
     parsed_uri: SipUri = field(init=False, repr=False, compare=False)
     alive: frozenset[int] = field(init=False, repr=False, compare=False)
     parsed_proxy: SipUri | None = field(init=False, repr=False, compare=False)
@@ -104,10 +114,13 @@ class SipProbeSpec:
             raise ValueError(str(exc)) from None
         if self.transport is not None:
             transport = self.transport.lower()
-            if transport not in ("udp", "tcp", "tls"):
-                raise ValueError(f"transport {self.transport!r}: want udp, tcp or tls")
-            if uri.scheme == "sips" and transport != "tls":
-                raise ValueError("a sips: URI needs transport tls (RFC 3261 §26.2)")
+            if transport not in SUPPORTED_TRANSPORTS:
+                raise ValueError(
+                    f"transport {self.transport!r}: want {', '.join(SUPPORTED_TRANSPORTS)}"
+                )
+            if uri.scheme == "sips" and transport not in ("tls", "ws", "wss"):
+                # RFC 3261 §26.2; with sips, ws means WSS (RFC 7118 §5.2)
+                raise ValueError("a sips: URI needs transport tls or wss (RFC 3261 §26.2)")
             params = tuple(p for p in uri.params if p[0].lower() != "transport")
             uri = SipUri(
                 uri.host, uri.scheme, uri.user, uri.port, (*params, ("transport", transport))
@@ -137,6 +150,7 @@ class SipProbeSpec:
                     proxy.port,
                     (*params, ("transport", self.transport.lower())),
                 )
+        WsOptions(self.ws_path, self.ws_origin)  # ValueError names the key
         if self.source_address is not None:
             import ipaddress
 
@@ -156,6 +170,10 @@ class SipProbeSpec:
     def next_hop(self) -> SipUri:
         """Where requests are sent: the outbound proxy when set, else the URI itself."""
         return self.parsed_proxy or self.parsed_uri
+
+    @property
+    def ws_options(self) -> WsOptions:
+        return WsOptions(self.ws_path, self.ws_origin)
 
     @property
     def local_addr(self) -> tuple[str, int] | None:
@@ -214,7 +232,9 @@ def literal_target(uri: SipUri) -> Target | None:
     if not uri.is_ip_literal:
         return None
     transport = uri.transport or ("tls" if uri.scheme == "sips" else "udp")
-    port = uri.port or (5061 if transport == "tls" else 5060)
+    if uri.scheme == "sips" and transport == "ws":
+        transport = "wss"  # RFC 7118 §5.2: a sips URI over WebSocket means WSS
+    port = uri.port or DEFAULT_PORTS[transport]
     return Target(transport=transport, host=uri.host, port=port, hostname=uri.host, via="literal")
 
 
@@ -287,8 +307,9 @@ def exchange_result(
 
 
 #: What a SIP probe kind supplies: given the target and the connection's transport name and
-#: local address, the flow (flows.py) that probes it and returns the result.
-FlowFactory = Callable[[Target, str, tuple[str, int]], Flow[ProbeResult]]
+#: Via sent-by (the local address, or a `.invalid` host on WebSocket), the flow (flows.py)
+#: that probes it and returns the result.
+FlowFactory = Callable[[Target, str, SentBy], Flow[ProbeResult]]
 
 
 async def probe_targets(
@@ -330,6 +351,8 @@ def _tls(spec: SipProbeSpec) -> TlsOptions:
 def _connect_failed(
     spec: SipProbeSpec, method: str, target: Target, exc: TransportError, waited_s: float
 ) -> ProbeResult:
+    # A refused WebSocket upgrade: the HTTP status, which is not a SIP status_code.
+    extra = {} if exc.http_status is None else {"http_status": exc.http_status}
     return base_result(
         spec,
         method,
@@ -337,6 +360,7 @@ def _connect_failed(
         transport=target.transport,
         resolved=str(target),
         detail=f"{exc.detail} (after {waited_s * 1000:.1f} ms)",
+        extra=extra,
     )
 
 
@@ -371,6 +395,7 @@ async def _one_target(
 
     from sipwatch.sip.client import SipConnection
 
+    _preload(target)
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + spec.timeout_s
@@ -381,7 +406,7 @@ async def _one_target(
     except TransportError as exc:
         return _connect_failed(spec, method, target, exc, loop.time() - started)
     try:
-        flow = make_flow(target, conn.transport.name, conn.local)
+        flow = make_flow(target, conn.transport.name, conn.transport.sent_by)
         result = await conn.run(flow, deadline=deadline)
     except (SecretError, ConfigError) as exc:
         result = _local_failure(spec, method, target, exc)
@@ -390,6 +415,13 @@ async def _one_target(
     finally:
         conn.close()
     return _finish(spec, result, conn.local, conn.transport.peer_cert_not_after)
+
+
+def _preload(target: Target) -> None:
+    """Import what the transport needs before the probe's clock starts: importing wsproto
+    (tens of ms, once) is not the peer's latency and must not eat the probe's deadline."""
+    if target.transport in WS_TRANSPORTS:
+        import sipwatch.sip.ws  # noqa: F401
 
 
 def _connect_options(spec: SipProbeSpec, ctx: ProbeContext) -> dict[str, Any]:
@@ -402,6 +434,7 @@ def _connect_options(spec: SipProbeSpec, ctx: ProbeContext) -> dict[str, Any]:
         # target's name (which DNS, not the operator, chose).
         "server_name": spec.next_hop.host,
         "local_addr": spec.local_addr,
+        "ws": spec.ws_options,
     }
 
 
@@ -421,6 +454,7 @@ def probe_blocking(
         return None
     from sipwatch.sip.blocking import BlockingConnection
 
+    _preload(target)
     started = time.monotonic()
     try:
         conn = BlockingConnection(
@@ -430,7 +464,7 @@ def probe_blocking(
         return _connect_failed(spec, method, target, exc, time.monotonic() - started)
     try:
         result = conn.run(
-            make_flow(target, conn.name, conn.local), deadline=started + spec.timeout_s
+            make_flow(target, conn.name, conn.sent_by), deadline=started + spec.timeout_s
         )
     except (SecretError, ConfigError) as exc:
         result = _local_failure(spec, method, target, exc)

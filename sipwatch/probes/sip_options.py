@@ -19,7 +19,7 @@ from sipwatch.probes._sip import (
     probe_blocking,
     probe_targets,
 )
-from sipwatch.sip.flows import Flow, new_call_id, new_tag, with_auth
+from sipwatch.sip.flows import Flow, SentBy, new_call_id, new_tag, with_auth
 from sipwatch.sip.message import Request, build_request, format_hostport
 from sipwatch.sip.target import Target
 
@@ -31,12 +31,12 @@ class SipOptionsSpec(SipProbeSpec):
     kind: Literal["sip_options"] = "sip_options"
 
 
-def default_from(spec: SipProbeSpec, local: tuple[str, int]) -> str:
+def default_from(spec: SipProbeSpec, local: SentBy) -> str:
     return spec.from_uri or f"sip:sipwatch@{format_hostport(local[0])}"
 
 
 def flow(
-    spec: SipProbeSpec, ctx: ProbeContext, target: Target, transport: str, local: tuple[str, int]
+    spec: SipProbeSpec, ctx: ProbeContext, target: Target, transport: str, local: SentBy
 ) -> Flow[ProbeResult]:
     uri = spec.parsed_uri
     request_uri = str(uri)

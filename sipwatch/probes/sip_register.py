@@ -23,7 +23,15 @@ from sipwatch.probes._sip import (
     probe_blocking,
     probe_targets,
 )
-from sipwatch.sip.flows import Flow, NewDeadline, RequestFactory, new_call_id, new_tag, with_auth
+from sipwatch.sip.flows import (
+    Flow,
+    NewDeadline,
+    RequestFactory,
+    SentBy,
+    new_call_id,
+    new_tag,
+    with_auth,
+)
 from sipwatch.sip.message import (
     Request,
     Response,
@@ -100,14 +108,16 @@ def _binding_listed(response: Response, contact_uri: str) -> bool:
 
 
 def flow(
-    spec: SipRegisterSpec, ctx: ProbeContext, target: Target, transport: str, local: tuple[str, int]
+    spec: SipRegisterSpec, ctx: ProbeContext, target: Target, transport: str, local: SentBy
 ) -> Flow[ProbeResult]:
     aor = spec.parsed_uri.without_params()
     registrar = spec.registrar_uri
     request_uri = str(registrar.without_params() if registrar.transport is None else registrar)
     credentials = spec.credentials()
     call_id, tag = new_call_id(), new_tag()  # §10.2.4: one Call-ID for the UA's REGISTERs
-    tparam = "" if transport == "udp" else f";transport={transport}"
+    # RFC 7118 §5.2: a WebSocket Contact says transport=ws, over WSS too (the sips scheme,
+    # not the parameter, says "secure").
+    tparam = {"udp": "", "wss": ";transport=ws"}.get(transport, f";transport={transport}")
     contact = f"sip:{aor.user}@{format_hostport(*local)}{tparam}"
 
     def make(expires: int) -> RequestFactory:

@@ -34,7 +34,7 @@ from sipwatch.probes._sip import (
     probe_targets,
 )
 from sipwatch.probes.sip_options import default_from
-from sipwatch.sip.flows import Flow, NewDeadline, new_call_id, new_tag, send, with_auth
+from sipwatch.sip.flows import Flow, NewDeadline, SentBy, new_call_id, new_tag, send, with_auth
 from sipwatch.sip.message import Request, build_request
 from sipwatch.sip.target import Target
 from sipwatch.sip.transaction import new_branch
@@ -80,7 +80,7 @@ def flow(
     ctx: ProbeContext,
     target: Target,
     transport: str,
-    local: tuple[str, int],
+    local: SentBy,
 ) -> Flow[ProbeResult]:
     assert spec.parsed_proxy is not None
     vip_uri = str(spec.parsed_proxy.without_params())

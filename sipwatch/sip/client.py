@@ -16,6 +16,7 @@ from sipwatch.errors import SipParseError
 from sipwatch.sip.blocking import TlsOptions
 from sipwatch.sip.flows import Flow, NewDeadline
 from sipwatch.sip.message import Message, Request, Response
+from sipwatch.sip.target import WsOptions
 from sipwatch.sip.transaction import (
     ClientTransaction,
     Exchange,
@@ -58,6 +59,7 @@ class SipConnection:
         tls: TlsOptions | None = None,
         server_name: str | None = None,
         local_addr: tuple[str, int] | None = None,
+        ws: WsOptions | None = None,
     ) -> SipConnection:
         conn = cls(None, timers or Timers())
         conn.transport = await connect(
@@ -69,6 +71,7 @@ class SipConnection:
             tls=tls,
             server_name=server_name,
             local_addr=local_addr,
+            ws=ws,
         )
         return conn
 
@@ -201,7 +204,9 @@ class SipConnection:
                 self._fail(tx, "malformed", f"unparsable reply: {error}")
 
     def on_error(self, kind: str, detail: str) -> None:
-        if self.transport is not None and self.transport.reliable:
+        # Before `open` returns (e.g. a WebSocket closed right after its upgrade) the
+        # transport is not set yet: any failure then leaves the connection dead, too.
+        if self.transport is None or self.transport.reliable:
             self.dead = (kind, detail)
         for tx in self.table.values():
             self._fail(tx, kind, detail)

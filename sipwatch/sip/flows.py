@@ -35,6 +35,11 @@ class NewDeadline:
 #: A flow: yields requests (or NewDeadline), is sent each request's Exchange, returns T.
 Flow = Generator[Request | NewDeadline, Exchange | None, T]
 
+#: The Via sent-by of a connection's requests (RFC 3261 §18.1.1), also the host of its
+#: Contact: the local socket's address and port, or on WebSocket a made-up `.invalid` host
+#: without a port (RFC 7118 §5.2). Drivers give it to the flows of every request they carry.
+SentBy = tuple[str, int | None]
+
 
 def send(request: Request) -> Flow[Exchange]:
     """`exchange = yield from send(request)`: one transaction inside a flow."""

@@ -568,7 +568,7 @@ def build_request(
     request_uri: str,
     *,
     transport: str,
-    local: tuple[str, int],
+    local: tuple[str, int | None],
     from_uri: str,
     to_uri: str,
     call_id: str,

@@ -40,7 +40,13 @@ import dns.rdtypes.IN.SRV
 import dns.resolver
 
 from sipwatch.errors import ConfigError, SipError
-from sipwatch.sip.target import SUPPORTED_TRANSPORTS, Target
+from sipwatch.sip.target import (
+    DEFAULT_PORTS,
+    RFC3263_TRANSPORTS,
+    SUPPORTED_TRANSPORTS,
+    WS_TRANSPORTS,
+    Target,
+)
 from sipwatch.sip.uri import SipUri
 
 __all__ = [
@@ -151,8 +157,9 @@ class SrvQuery:
 
 
 def default_port(transport: str) -> int:
-    """RFC 3261 §19.1.2: 5061 for TLS, 5060 otherwise (RFC 3263 §4.2)."""
-    return 5061 if transport == "tls" else 5060
+    """RFC 3261 §19.1.2: 5061 for TLS, 5060 otherwise (RFC 3263 §4.2); 80/443 for WS/WSS
+    (see target.DEFAULT_PORTS)."""
+    return DEFAULT_PORTS[transport]
 
 
 def target_host(uri: SipUri) -> str:
@@ -202,6 +209,8 @@ def select_transport(uri: SipUri, transports: Sequence[str]) -> str | None:
                 )
             if asked == "tcp":
                 transport = "tls"
+            if asked == "ws":  # RFC 7118 §5.2: likewise, a sips URI over WS means WSS
+                transport = "wss"
         if transport not in SUPPORTED_TRANSPORTS or transport not in transports:
             raise ResolveError(
                 f"{uri}: transport {transport!r} is not supported "
@@ -250,7 +259,7 @@ def srv_queries(scheme: str, host: str, transports: Sequence[str]) -> list[SrvQu
 
     A sips URI only looks up `_sips._tcp`.
     """
-    order = ("tls",) if scheme == "sips" else SUPPORTED_TRANSPORTS
+    order = ("tls",) if scheme == "sips" else RFC3263_TRANSPORTS
     return [SrvQuery(t, srv_name(t, host)) for t in order if t in transports]
 
 
@@ -365,6 +374,14 @@ class _Lookup:
     async def run(
         self, uri: SipUri, host: str, transport: str | None, rng: random.Random
     ) -> list[Target]:
+        if transport in WS_TRANSPORTS:
+            # RFC 3263 knows no WebSocket service (no NAPTR, no SRV name; RFC 7118 adds
+            # none): A/AAAA of the host, on the URI's port or the ws/wss default.
+            if uri.port is not None:
+                return await self._addresses(
+                    host, transport, uri.port, via="+explicit-port", ws=True
+                )
+            return await self._addresses(host, transport, default_port(transport), via="", ws=True)
         if uri.port is not None:
             # RFC 3263 §4.2: an explicit port means no SRV (and no NAPTR, §4.1): A/AAAA only.
             assert transport is not None  # select_transport decides when a port is given
@@ -446,13 +463,17 @@ class _Lookup:
             )
         return targets
 
-    async def _addresses(self, host: str, transport: str, port: int, *, via: str) -> list[Target]:
+    async def _addresses(
+        self, host: str, transport: str, port: int, *, via: str, ws: bool = False
+    ) -> list[Target]:
         """Targets for the A/AAAA records of `host`; none at all is a ResolveError."""
         addresses, nxdomain = await self._host_addresses(host)
         if not addresses:
+            note = " (WebSocket: A/AAAA only, no NAPTR or SRV exists for it)" if ws else ""
             raise ResolveError(
                 f"cannot resolve {self._asked}: A/AAAA {host}: "
-                + ("NXDOMAIN" if nxdomain else "no answer"),
+                + ("NXDOMAIN" if nxdomain else "no answer")
+                + note,
                 reason="nxdomain" if nxdomain else "no_answer",
             )
         return [

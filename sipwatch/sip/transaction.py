@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from dataclasses import dataclass, field
 
 from sipwatch.errors import SipParseError
 from sipwatch.sip.message import Request, Response
 
 BRANCH_MAGIC = "z9hG4bK"  # RFC 3261 §8.1.1.7
+#: Our branch inside bytes that do not parse: tells which transaction a garbage reply was for.
+BRANCH_IN_BYTES = re.compile(rb"branch=(z9hG4bK[A-Za-z0-9\-.!%*_+`'~]+)")
 
 
 def new_branch() -> str:

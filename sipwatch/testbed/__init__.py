@@ -8,6 +8,9 @@ functional test, so it speaks SIP through its own small `rawsip` module.
     start_sipp_uas(scenario, rundir, ...) -> SippPeer   "200", "503" (Retry-After) or "silent"
     start_hostile(transport, ...) -> HostilePeer  a UAS whose answers are broken on purpose
     free_port(kind) -> int                        a loopback port nothing is bound to
+    rawws.start_hostile_ws_peer(behaviour)        a WebSocket server breaking RFC 7118 one way
+                                                (rawws.BEHAVIOURS); rawws.send_request: the
+                                                rig's own WS/WSS client
 
     testbed.netns: Netns.create, veth, run_in   namespaces a test makes (and removes) for
                                                 addresses beyond the loopback (VIP, IVR)

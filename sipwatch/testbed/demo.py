@@ -51,6 +51,19 @@ tls_ca_file = "{ca}"
 timeout_s = 2.0
 
 [[probes]]
+name = "pbx-ws"
+kind = "sip_options"
+uri = "{ws}"
+timeout_s = 2.0
+
+[[probes]]
+name = "pbx-wss"
+kind = "sip_options"
+uri = "{wss}"
+tls_ca_file = "{ca}"
+timeout_s = 2.0
+
+[[probes]]
 name = "pbx-register"
 kind = "sip_register"
 uri = "{reg}"
@@ -332,7 +345,7 @@ def run_demo(rundir: str | None = None) -> int:
     try:
         _say(
             f"   pid {kam.pid}, UDP+TCP port {kam.udp_port}, TLS port {kam.tls_port}, "
-            f"realm {kam.realm}"
+            f"WS port {kam.ws_port}, WSS port {kam.wss_port}, realm {kam.realm}"
         )
         pwfile = base / "monitor.pass"
         pwfile.write_text(PASSWORD + "\n")
@@ -344,6 +357,8 @@ def run_demo(rundir: str | None = None) -> int:
                 udp=kam.uri("udp", user="ping"),
                 tcp=kam.uri("tcp", user="ping"),
                 tls=kam.uri("tls", user="ping"),
+                ws=kam.uri("ws", user="ping"),
+                wss=kam.uri("wss", user="ping"),
                 ca=kam.cert_file,
                 reg=kam.uri("udp"),
                 pwfile=pwfile,
@@ -355,9 +370,23 @@ def run_demo(rundir: str | None = None) -> int:
                 _say(f"   {line}")
 
         healthy = _step(
-            "healthy PBX: OPTIONS over UDP, TCP, TLS; REGISTER with digest auth", kam, config, None
+            "healthy PBX: OPTIONS over UDP, TCP, TLS, WS, WSS; REGISTER with digest auth",
+            kam,
+            config,
+            None,
         )
         failures += sum(1 for r in healthy if not r.alive)
+
+        # WebSocket alone broken (what strands WebRTC users while UDP stays green).
+        got = _step(
+            "fault: WebSocket upgrade answered HTTP 503 -> bad_status; UDP still ok",
+            kam,
+            config,
+            lambda: kam.set_ws_fault(reject=503, reason="Service Unavailable"),
+            only=("pbx-udp", "pbx-ws", "pbx-wss"),
+        )
+        want = {"pbx-udp": "ok", "pbx-ws": "bad_status", "pbx-wss": "bad_status"}
+        failures += sum(1 for r in got if str(r.outcome) != want[r.probe])
 
         steps: list[tuple[str, Callable[[], None], str]] = [
             (

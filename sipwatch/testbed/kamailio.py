@@ -18,6 +18,11 @@ Faults (htable "fault", keys "<METHOD>.<switch>", see kamailio.cfg):
     <M>.code        int     reply with this status code ...
     <M>.reason      str     ... and reason phrase (default "Fault") ...
     <M>.retry_after int     ... and a "Retry-After: <n>" header
+
+SIP over WebSocket (RFC 7118, `ws=True`, the default): the websocket module on a plain TCP
+listener (WS) and, with TLS, a TLS listener (WSS); `set_ws_fault(reject=403)` answers the
+HTTP upgrade with that status instead of 101, and `kamcmd("ws.disable")` / `ws_close_all()`
+break WebSocket alone while UDP, TCP and TLS keep answering.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ _METHOD = re.compile(r"[A-Z]+")
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the NUL
 _ADDR_IN_USE = "Address already in use"
 _START_ATTEMPTS = 3
+_SHM_MB = 256
 
 
 @dataclass(repr=False)
@@ -62,7 +68,8 @@ class KamailioPeer:
     """A running Kamailio started by start_kamailio(). Stop it with stop() (idempotent).
 
     URIs (see uri()): udp → "sip:monitor@127.0.0.1:P", tcp → "sip:...:P;transport=tcp",
-    tls → "sip:...:TLS_P;transport=tls", sips → "sips:monitor@127.0.0.1:TLS_P".
+    tls → "sip:...:TLS_P;transport=tls", sips → "sips:monitor@127.0.0.1:TLS_P",
+    ws → "sip:...:WS_P;transport=ws", wss → "sip:...:WSS_P;transport=wss".
     """
 
     rundir: Path
@@ -77,13 +84,16 @@ class KamailioPeer:
     key_file: Path | None = None
     qop: bool = True
     netns: str | None = None  # the network namespace it runs in (None: ours)
+    ws_port: int | None = None  # SIP over WebSocket (plain TCP listener), None: ws=False
+    wss_port: int | None = None  # SIP over secure WebSocket (TLS listener), needs tls
     _proc: subprocess.Popen[bytes] | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         # Never the passwords: only the user names.
         return (
             f"KamailioPeer(host={self.host!r}, udp_port={self.udp_port}, "
-            f"tcp_port={self.tcp_port}, tls_port={self.tls_port}, pid={self.pid}, "
+            f"tcp_port={self.tcp_port}, tls_port={self.tls_port}, ws_port={self.ws_port}, "
+            f"wss_port={self.wss_port}, pid={self.pid}, "
             f"realm={self.realm!r}, users={sorted(self.users)!r}, qop={self.qop}, "
             f"rundir={str(self.rundir)!r})"
         )
@@ -107,7 +117,7 @@ class KamailioPeer:
         return self.rundir / "kamailio.cfg"
 
     def port(self, transport: str = "udp") -> int:
-        """The listening port for "udp", "tcp", "tls" or "sips"."""
+        """The listening port for "udp", "tcp", "tls", "sips", "ws" or "wss"."""
         if transport == "udp":
             return self.udp_port
         if transport == "tcp":
@@ -116,14 +126,23 @@ class KamailioPeer:
             if self.tls_port is None:
                 raise ValueError("this Kamailio was started with tls=False")
             return self.tls_port
-        raise ValueError(f"transport must be udp, tcp, tls or sips, not {transport!r}")
+        if transport == "ws":
+            if self.ws_port is None:
+                raise ValueError("this Kamailio was started with ws=False")
+            return self.ws_port
+        if transport == "wss":
+            if self.wss_port is None:
+                raise ValueError("this Kamailio was started with ws=False or tls=False")
+            return self.wss_port
+        raise ValueError(f"transport must be udp, tcp, tls, sips, ws or wss, not {transport!r}")
 
     def uri(self, transport: str = "udp", user: str = "monitor") -> str:
         """A SIP URI reaching this peer over `transport`.
 
         "udp" has no transport parameter (UDP is the default for a sip: URI with a numeric
-        host and port, RFC 3263 §4.1); "tcp"/"tls" add ";transport=..."; "sips" gives a
-        sips: URI on the TLS port (RFC 3261 §19.1, TLS implied, no transport parameter).
+        host and port, RFC 3263 §4.1); "tcp"/"tls"/"ws"/"wss" add ";transport=..."; "sips"
+        gives a sips: URI on the TLS port (RFC 3261 §19.1, TLS implied, no transport
+        parameter).
         """
         hostport = f"{rawsip.format_host(self.host)}:{self.port(transport)}"
         if transport == "udp":
@@ -203,8 +222,41 @@ class KamailioPeer:
                 self.kamcmd("htable.seti", "fault", f"{method}.retry_after", str(retry_after_s))
 
     def clear_faults(self) -> None:
-        """Every method behaves normally again."""
+        """Every method behaves normally again (WebSocket upgrades included)."""
         self.kamcmd("htable.flush", "fault")
+
+    def set_ws_fault(self, *, reject: int | None = None, reason: str = "") -> None:
+        """Answer every WebSocket upgrade with HTTP `reject` (reason `reason`, "Fault" when
+        empty) instead of 101; `reject=None` lets upgrades through again."""
+        if self.ws_port is None:
+            raise ValueError("this Kamailio was started with ws=False")
+        if reject is not None and not 100 <= reject <= 599:
+            raise ValueError(f"HTTP status must be 100..599, not {reject}")
+        if reason and not _TOKEN.fullmatch(reason.replace(" ", "_")):
+            raise ValueError(f"reason must match {_TOKEN.pattern} (spaces allowed)")
+        for key in ("ws.reject", "ws.reason"):
+            try:
+                self.kamcmd("htable.delete", "fault", key)
+            except TestbedError as exc:
+                if "Key not found" not in str(exc):
+                    raise
+        if reject is not None:
+            self.kamcmd("htable.seti", "fault", "ws.reject", str(reject))
+            if reason:
+                self.kamcmd("htable.sets", "fault", "ws.reason", f"s:{reason}")
+
+    def ws_connection_ids(self) -> list[int]:
+        """Ids of the open WebSocket connections, from `kamcmd ws.dump`."""
+        # "connections: { 11: ws:127.0.0.1:45076 -> ws:127.0.0.1:46673 (state: OPEN, ...) }"
+        out = self.kamcmd("ws.dump")
+        return [int(m) for m in re.findall(r"(?m)^\s*(\d+):\s*wss?:", out)]
+
+    def ws_close_all(self) -> int:
+        """`kamcmd ws.close ID` for every open WebSocket connection; how many were closed."""
+        ids = self.ws_connection_ids()
+        for conn_id in ids:
+            self.kamcmd("ws.close", str(conn_id))
+        return len(ids)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGTERM the main PID (SIGCONT its group in case it was frozen), SIGKILL after
@@ -301,7 +353,8 @@ def _wait_ready(peer: KamailioPeer, proc: subprocess.Popen[bytes], timeout_s: fl
         except OSError:
             ex = None
         if ex is not None and ex.status == 200:
-            streams = [peer.tcp_port] + ([peer.tls_port] if peer.tls_port else [])
+            ports = (peer.tcp_port, peer.tls_port, peer.ws_port, peer.wss_port)
+            streams = [port for port in ports if port]
             if all(_stream_listening(peer.host, port) for port in streams):
                 return _wait_forked(peer, proc, deadline)
         time.sleep(0.05)
@@ -340,16 +393,19 @@ def start_kamailio(
     netns: Netns | None = None,
     forward: bool = False,
     server_name: str | None = None,
+    ws: bool = True,
 ) -> KamailioPeer:
     """Start Kamailio in `rundir` (created if needed) and wait until it answers OPTIONS.
 
-    UDP and TCP share one free port, TLS gets another. On failure the process is stopped and
+    UDP and TCP share one free port, TLS gets another, and with `ws` (the default) SIP over
+    WebSocket gets a WS port and, with `tls`, a WSS port. On failure the process is stopped and
     TestbedError (a RuntimeError) carries the log tail; MissingToolError when kamailio,
     kamcmd or openssl is not installed.
 
     netns: run inside this namespace (one the test made, see testbed.netns) with
-    `ip netns exec`; `host` may then be any address of that namespace, UDP/TCP use 5060 and
-    TLS 5061 (the namespace is fresh), and readiness is checked from inside it.
+    `ip netns exec`; `host` may then be any address of that namespace, UDP/TCP use 5060,
+    TLS 5061, WS 5066 and WSS 5065 (PortSIP's WSS port; the namespace is fresh), and readiness
+    is checked from inside it.
     forward: relay requests not addressed to this Kamailio (the "PBX" in front of an IVR
     server, see kamailio.cfg). server_name: send "Server: <server_name>" in replies (and use
     it as User-Agent); by default replies carry no Server header.
@@ -381,17 +437,29 @@ def start_kamailio(
     template = resources.files("sipwatch.testbed").joinpath("kamailio.cfg").read_text()
     users_block = "\n".join(f'\t$sht(users=>{n}) = "{p}";' for n, p in sorted(users.items()))
     last_error = ""
-    defines = ["#!define WITH_TLS" if tls else "# TLS off"]
+    base_defines = ["#!define WITH_TLS" if tls else "# TLS off"]
     if forward:
-        defines.append("#!define WITH_FORWARD")
+        base_defines.append("#!define WITH_FORWARD")
     for _ in range(_START_ATTEMPTS):
         tls_port: int | None = None
+        ws_port: int | None = None
+        wss_port: int | None = None
         if netns is not None:
             port, tls_port = 5060, (5061 if tls else None)
+            ws_port, wss_port = (5066, 5065 if tls else None) if ws else (None, None)
         else:
             port = free_port("both", host)
-            while tls and tls_port in (None, port):
-                tls_port = free_port("tcp", host)
+            taken = {port}
+            tls_port = _another_tcp_port(host, taken) if tls else None
+            ws_port = _another_tcp_port(host, taken) if ws else None
+            wss_port = _another_tcp_port(host, taken) if ws and tls else None
+        defines = list(base_defines)
+        if ws:
+            defines += [
+                "#!define WITH_WS",
+                f'#!substdef "!WS_PORT!{ws_port}!"',
+                f'#!substdef "!WSS_PORT!{wss_port or 0}!"',
+            ]
         cfg = rundir / "kamailio.cfg"
         cfg.write_text(
             _render(
@@ -419,11 +487,16 @@ def start_kamailio(
         pid_file = rundir / "kamailio.pid"
         pid_file.unlink(missing_ok=True)
         with log_file.open("ab") as log:
-            log.write(f"=== start {time.strftime('%H:%M:%S')} ports {port}/{tls_port}\n".encode())
+            ports = f"{port}/{tls_port}/ws {ws_port}/wss {wss_port}"
+            log.write(f"=== start {time.strftime('%H:%M:%S')} ports {ports}\n".encode())
             log.flush()
             # -DD: no fork to the background, so Popen's pid is Kamailio's main process.
             # start_new_session: own process group (pgid == pid) for SIGSTOP/SIGKILL of all.
+            # -m: shared memory in MB. The websocket module frees a closed connection's memory
+            # only on its timer (seconds later), ~65 KB each with TLS: 200 concurrent WSS
+            # probes, round after round, exhaust the default 64 MB.
             argv = [kamailio, "-f", str(cfg), "-DD", "-E", "-Y", str(rundir), "-P", str(pid_file)]
+            argv += ["-m", str(_SHM_MB)]
             proc = subprocess.Popen(
                 argv if netns is None else netns.exec_argv(argv),
                 stdin=subprocess.DEVNULL,
@@ -445,6 +518,8 @@ def start_kamailio(
             key_file=key_file,
             qop=qop,
             netns=None if netns is None else netns.name,
+            ws_port=ws_port,
+            wss_port=wss_port,
             _proc=proc,
         )
         try:
@@ -466,6 +541,14 @@ def start_kamailio(
         if netns is not None or _ADDR_IN_USE not in tail.rsplit("=== start", 1)[-1]:
             break  # not a port race: retrying will not help
     raise TestbedError(last_error)
+
+
+def _another_tcp_port(host: str, taken: set[int]) -> int:
+    """A free TCP port not in `taken` (which it joins)."""
+    while (port := free_port("tcp", host)) in taken:
+        pass
+    taken.add(port)
+    return port
 
 
 def _syntax_check(kamailio: str, cfg: Path) -> None:

@@ -169,6 +169,49 @@ async def test_malformed_reply_is_malformed_not_timeout(run, echo):
         assert time.monotonic() - started < 0.5
 
 
+#: A UDP peer in a process of its own (no GIL shared with the client, so it really outruns
+#: the parser): prints its port, waits (bounded) for one request, then sends non-SIP
+#: datagrams back as fast as it can for 4 s, and exits.
+_FLOODER = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+s.settimeout(10)
+_, addr = s.recvfrom(65536)
+until = time.monotonic() + 4.0
+while time.monotonic() < until:
+    try:
+        s.sendto(b"this is not sip either\\r\\n\\r\\n", addr)
+    except OSError:
+        pass
+"""
+
+
+async def test_a_flood_of_garbage_datagrams_does_not_hold_the_deadline(run):
+    """The blocking driver used to read for as long as the socket stayed readable: a peer
+    flooding garbage held Timer F (and the deadline) until the flood ended."""
+    import contextlib
+    import subprocess
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _FLOODER, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(await asyncio.wait_for(proc.stdout.readline(), 10))
+        started = time.monotonic()
+        r = await options(run, f"sip:127.0.0.1:{port}", timeout_s=1.0)
+        elapsed = time.monotonic() - started
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()  # by its PID; it would end by itself 4 s after the request
+        await asyncio.wait_for(proc.wait(), 5)
+    assert r.outcome is Outcome.MALFORMED, r
+    assert elapsed < 1.8, f"{elapsed:.2f} s: the flood lasts 4 s, the deadline is 1 s"
+
+
 async def test_malformed_on_tcp_stream(run):
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(4096)

@@ -308,6 +308,35 @@ async def test_a_aaaa_fallback_sips_port_5061_ipv6_first(dnsmasq: Dns) -> None:
     assert strs(targets) == ["tls:[2001:db8::50]:5061", "tls:192.0.2.50:5061"]
 
 
+# --- WebSocket (RFC 7118): A/AAAA only --------------------------------------------------------
+
+WS = ("udp", "tcp", "tls", "ws", "wss")
+
+
+async def test_ws_hostname_is_a_aaaa_only_on_port_80(dnsmasq: Dns) -> None:
+    offset = dnsmasq.log_offset()
+    targets = await resolve(parse_uri(f"sip:pbx.{ZONE};transport=ws"), dnsmasq.cfg(transports=WS))
+    assert strs(targets) == ["ws:192.0.2.100:80"]
+    # pbx has NAPTR (a SIPS+D2W one too) and SRV records: none is asked for.
+    assert sorted(dnsmasq.queries_since(offset)) == [f"A pbx.{ZONE}", f"AAAA pbx.{ZONE}"]
+
+
+async def test_wss_hostname_explicit_port_and_sips_over_ws(dnsmasq: Dns) -> None:
+    cfg = dnsmasq.cfg(transports=WS)
+    targets = await resolve(parse_uri(f"sip:aonly.{ZONE}:5065;transport=wss"), cfg)
+    assert strs(targets) == ["wss:192.0.2.50:5065", "wss:[2001:db8::50]:5065"]
+    assert [t.via for t in targets] == ["a+explicit-port", "aaaa+explicit-port"]
+    targets = await resolve(parse_uri(f"sips:aonly.{ZONE};transport=ws"), cfg)
+    assert strs(targets) == ["wss:192.0.2.50:443", "wss:[2001:db8::50]:443"]
+
+
+async def test_ws_nxdomain_says_websocket_is_a_aaaa_only(dnsmasq: Dns) -> None:
+    with pytest.raises(ResolveError) as info:
+        await resolve(parse_uri(f"sip:nope.{ZONE};transport=ws"), dnsmasq.cfg(transports=WS))
+    assert info.value.reason == "nxdomain"
+    assert "WebSocket: A/AAAA only, no NAPTR or SRV exists for it" in str(info.value)
+
+
 # --- no DNS for IP literals ------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sipwatch.testbed import KamailioPeer, SippPeer, free_port, start_kamailio
+from sipwatch.testbed import KamailioPeer, SippPeer, free_port, rawws, start_kamailio
 from sipwatch.testbed.rawsip import build_request, header, register, send_request
 
 pytestmark = pytest.mark.peers
@@ -45,6 +45,55 @@ def test_uris(kam: KamailioPeer) -> None:
     assert kam.uri("tcp", user="alice") == f"sip:alice@127.0.0.1:{kam.tcp_port};transport=tcp"
     assert kam.uri("tls") == f"sip:monitor@127.0.0.1:{kam.tls_port};transport=tls"
     assert kam.uri("sips") == f"sips:monitor@127.0.0.1:{kam.tls_port}"
+    assert kam.uri("ws") == f"sip:monitor@127.0.0.1:{kam.ws_port};transport=ws"
+    assert kam.uri("wss") == f"sip:monitor@127.0.0.1:{kam.wss_port};transport=wss"
+    assert len({kam.udp_port, kam.tls_port, kam.ws_port, kam.wss_port}) == 4
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_websocket_options_answered_200(kam: KamailioPeer, secure: bool) -> None:
+    port = kam.port("wss" if secure else "ws")
+    status, ex = rawws.send_request(kam.host, port, secure=secure, ca_file=kam.cert_file)
+    assert status == 101 and ex is not None and ex.status == 200, ex
+    assert ex.response is not None and "OPTIONS" in (header(ex.response, "Allow") or "")
+
+
+def test_websocket_upgrade_without_sip_subprotocol_is_refused(kam: KamailioPeer) -> None:
+    status, _ = rawws.send_request(kam.host, kam.port("ws"), subprotocols=())
+    assert status == 400
+
+
+def test_websocket_faults_reject_and_disable(kam: KamailioPeer) -> None:
+    kam.set_ws_fault(reject=404, reason="No WebSocket Here")
+    assert rawws.send_request(kam.host, kam.port("ws"))[0] == 404
+    assert send_request(kam.host, kam.udp_port).status == 200
+    kam.set_ws_fault(reject=None)
+    assert rawws.send_request(kam.host, kam.port("ws"))[0] == 101
+    kam.kamcmd("ws.disable")
+    try:
+        assert rawws.send_request(kam.host, kam.port("ws"))[0] == 503
+        assert send_request(kam.host, kam.udp_port).status == 200
+    finally:
+        kam.kamcmd("ws.enable")
+    assert rawws.send_request(kam.host, kam.port("ws"))[0] == 101
+
+
+@pytest.mark.parametrize("behaviour", sorted(rawws.BEHAVIOURS))
+def test_hostile_ws_peers_do_what_they_say(behaviour: str) -> None:
+    with rawws.start_hostile_ws_peer(behaviour) as peer:
+        status, ex = rawws.send_request(peer.host, peer.port, timeout_s=0.5)
+    if behaviour == "http_200":
+        assert (status, ex) == (200, None)
+        return
+    assert status == 101 and ex is not None
+    code = ex.status
+    if behaviour in ("ok", "no_subprotocol", "binary_ok"):
+        assert code == 200, ex
+    elif behaviour == "spoofed_branch":
+        assert ex.response is not None and code == 200  # the oracle does not match branches
+        assert header(ex.request, "Via") != header(ex.response, "Via")
+    else:  # garbage, garbage_branch: not SIP; close_after_handshake: nothing
+        assert code is None, ex
 
 
 def test_repr_hides_passwords(kam: KamailioPeer) -> None:

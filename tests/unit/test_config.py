@@ -132,3 +132,40 @@ def test_shipped_probe_sets_are_valid():
     assert files, "probes/ must ship probe sets"
     for path in files:
         assert load_settings(path).probes, path
+
+
+def test_portsip_node_probes_wss_5065_as_a_major_probe():
+    """PortSIP's WebRTC transport (WSS 5065) is probed; every shipped policy makes it major
+    while the other SIP transports stay critical (see the probe set's comment)."""
+    from sipwatch.policy import load_policy
+
+    root = Path(__file__).parent.parent.parent
+    probes = {p.name: p for p in load_settings(root / "probes" / "portsip-node.toml").probes}
+    wss = probes["pbx-wss"]
+    assert (wss.parsed_uri.transport, wss.parsed_uri.port) == ("wss", 5065)
+    assert wss.tls_ca_file == probes["pbx-tls"].tls_ca_file
+    assert wss.tls_server_name == probes["pbx-tls"].tls_server_name
+    for path in sorted((root / "policies").glob("*.toml")):
+        policy = load_policy(path)
+        assert policy.rule_for("pbx-wss", "sip_options").role == "major", path.name
+        assert policy.rule_for("pbx-tls", "sip_options").role == "critical", path.name
+
+
+def test_ws_keys_in_a_config_file(tmp_path):
+    path = tmp_path / "ws.toml"
+    path.write_text(
+        '[[probes]]\nname = "w"\nkind = "sip_options"\nuri = "sip:127.0.0.1:8080"\n'
+        'transport = "ws"\nws_path = "/sip"\nws_origin = "https://pbx.example"\n'
+    )
+    (spec,) = load_settings(path).probes
+    assert (spec.parsed_uri.transport, spec.ws_path, spec.ws_origin) == (
+        "ws",
+        "/sip",
+        "https://pbx.example",
+    )
+    path.write_text(
+        '[[probes]]\nname = "w"\nkind = "sip_register"\nuri = "sip:m@127.0.0.1;transport=ws"\n'
+        'ws_path = "no-slash"\n'
+    )
+    with pytest.raises(ConfigError, match="ws_path 'no-slash'"):
+        load_settings(path)

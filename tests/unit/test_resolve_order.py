@@ -236,6 +236,6 @@ def test_target_rejects_unknown_transport_and_bad_port() -> None:
 
 def test_resolver_config_rejects_unknown_transport_and_bad_timeout() -> None:
     with pytest.raises(ConfigError, match="transports"):
-        ResolverConfig(transports=("udp", "ws"))
+        ResolverConfig(transports=("udp", "sctp"))  # ws and wss are supported (RFC 7118)
     with pytest.raises(ConfigError, match="timeout_s"):
         ResolverConfig(timeout_s=0)

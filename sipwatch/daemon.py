@@ -367,18 +367,7 @@ class Daemon:
             level = logging.ERROR
         changed = stats.streak == 1
         building = failing and self.decision.active and stats.streak <= ACTIVE_FAILURES_LOGGED
-        if changed or building:
-            stats.summarised_at = now
-            log.log(
-                level,
-                "event=probe_result probe=%s outcome=%s status=%s rtt_ms=%s detail=%r",
-                result.probe,
-                result.outcome,
-                result.status_code,
-                result.rtt_ms,
-                result.detail,
-            )
-        elif failing and now - stats.summarised_at >= RESULT_SUMMARY_S:
+        if failing and not (changed or building) and now - stats.summarised_at >= RESULT_SUMMARY_S:
             stats.summarised_at = now
             log.info(
                 "event=probe_unchanged probe=%s outcome=%s runs=%d for_s=%.0f detail=%r",
@@ -388,15 +377,20 @@ class Daemon:
                 now - stats.since,
                 result.detail,
             )
-        elif log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "event=probe_result probe=%s outcome=%s status=%s rtt_ms=%s detail=%r",
-                result.probe,
-                result.outcome,
-                result.status_code,
-                result.rtt_ms,
-                result.detail,
-            )
+            return
+        if changed or building:
+            stats.summarised_at = now
+        else:
+            level = logging.DEBUG  # the same state again: only for a debug log
+        log.log(
+            level,
+            "event=probe_result probe=%s outcome=%s status=%s rtt_ms=%s detail=%r",
+            result.probe,
+            result.outcome,
+            result.status_code,
+            result.rtt_ms,
+            result.detail,
+        )
 
     def _new_stats(self) -> ProbeStats:
         o = self.options

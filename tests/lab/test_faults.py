@@ -141,10 +141,14 @@ def test_health_lost_in_attrd_but_kept_in_the_cib_is_republished(lab: Lab, stead
     node_id = str(NODES.index(node) + 1)
     lab.exec(node, ["attrd_updater", "--delete", "--name", HEALTH, "--node", node])
     _wait_for(lambda: lab.health(node) == "" and _cib_health(lab, node) == "", 5, "deleted")
-    # Put green back into the CIB alone, past attrd (crm_attribute would go through attrd).
+    # Put green back into the CIB alone, past attrd (crm_attribute would go through attrd),
+    # under the nvpair id attrd itself uses ("#" sanitised to "."): attrd's next write then
+    # replaces it. Another id would leave two #health-sipwatch nvpairs for the node, and
+    # every later crm_attribute on a copy of the CIB fails with exit 109 (several matches):
+    # an earlier version of this test broke the two tests after it that way.
     xml = (
         f'<node_state id="{node_id}"><transient_attributes id="{node_id}">'
-        f'<instance_attributes id="status-{node_id}"><nvpair id="status-{node_id}-sipwatch-lab"'
+        f'<instance_attributes id="status-{node_id}"><nvpair id="status-{node_id}-.health-sipwatch"'
         f' name="{HEALTH}" value="green"/></instance_attributes></transient_attributes>'
         "</node_state>"
     )
@@ -157,6 +161,8 @@ def test_health_lost_in_attrd_but_kept_in_the_cib_is_republished(lab: Lab, stead
     assert took <= REASSERT_S + 5
     log = (lab.nodes[node].dir / "sipwatch.log").read_text()
     assert "why=reassert action=publish_health result=done" in log, log[-2000:]
+    status = lab.exec(node, ["cibadmin", "--query", "--scope", "status"]).stdout
+    assert status.count(f'name="{HEALTH}"') == len(NODES), "a duplicate nvpair was left"
 
 
 def test_partition_of_active(lab: Lab, steady: str) -> None:

@@ -22,12 +22,12 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from oneshot import wall  # bench/ is the script's directory: the same watchdog-timed runner
 
 from sipwatch.model import Outcome
 from sipwatch.probes import run_probe
@@ -52,19 +52,6 @@ def summary(values: list[float]) -> dict[str, float]:
 def spec(kam: KamailioPeer, transport: str) -> SipOptionsSpec:
     ca = {"tls_ca_file": str(kam.cert_file)} if transport in ("tls", "wss") else {}
     return SipOptionsSpec(uri=kam.uri(transport, user="ping"), timeout_s=5.0, **ca)
-
-
-def wall(cmd: list[str]) -> tuple[float, int]:
-    """Wall time of one process: a blocking wait plus a watchdog (no polling sleeps)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    watchdog = threading.Timer(30, proc.kill)
-    watchdog.start()
-    try:
-        rc = proc.wait()
-    finally:
-        watchdog.cancel()
-    return time.perf_counter() - started, rc
 
 
 def bench_rtt(kam: KamailioPeer, runs: int) -> tuple[dict[str, object], int]:

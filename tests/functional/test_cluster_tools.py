@@ -235,12 +235,6 @@ def test_live_mode_uses_attrd(cluster: FileCluster, bin_dir: Path, tmp_path: Pat
     are pinned to it, and a fake attrd_updater keeps attrd's values and writes them to the
     status section as pacemaker-attrd would."""
     log = tmp_path / "attrd.log"
-    for tool in ("cibadmin", "crm_simulate", "crm_attribute", "crm_resource"):
-        wrap(
-            bin_dir,
-            tool,
-            f'[ -n "$CIB_file" ] || export CIB_file="{cluster.path}"\nexec "$REAL" "$@"',
-        )
     crm_attribute = shutil.which("crm_attribute") or "/usr/sbin/crm_attribute"
     fake = bin_dir / "attrd_updater"
     fake.write_text(f"""#!/bin/sh
@@ -268,9 +262,7 @@ query)
 esac
 """)  # fmt: skip
     fake.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k != "CIB_file"}
-    tools = PacemakerTools(bin_dir=bin_dir, policy=FAST, env=env)
-    assert tools.mode is Mode.LIVE
+    tools = _live_tools(cluster, bin_dir)
     health = HealthAttributeAgent(
         tools, node="n1", resource="g_pbx", rails=RailConfig(freeze_file=None)
     )

@@ -23,19 +23,8 @@ from sipwatch.sip.target import SUPPORTED_TRANSPORTS
 if TYPE_CHECKING:
     from sipwatch.model import ProbeResult
 
-EXIT_ALIVE, EXIT_NOT_ALIVE, EXIT_LOCAL, EXIT_NO_ANSWER = 0, 1, 2, 3
-_NOT_ALIVE = {"bad_status", "draining"}
-_LOCAL = {"local_error"}
-
-
-def exit_code_for(outcome: str) -> int:
-    if outcome == "ok":
-        return EXIT_ALIVE
-    if outcome in _NOT_ALIVE:
-        return EXIT_NOT_ALIVE
-    if outcome in _LOCAL:
-        return EXIT_LOCAL
-    return EXIT_NO_ANSWER
+from sipwatch.exitcodes import PROBE_LOCAL as EXIT_LOCAL
+from sipwatch.exitcodes import probe_exit_code as exit_code_for
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:

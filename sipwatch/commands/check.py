@@ -28,18 +28,18 @@ if TYPE_CHECKING:
     from sipwatch.model import Decision, ProbeResult
     from sipwatch.policy import Policy
 
-EXIT_OK = 0  # green
-EXIT_FAILED = 1  # red (OCF_ERR_GENERIC)
-EXIT_MISSING_TOOL = 5  # OCF_ERR_INSTALLED
-EXIT_BAD_CONFIG = 6  # OCF_ERR_CONFIGURED
-EXIT_NOT_RUNNING = 7  # OCF_NOT_RUNNING
-EXIT_DEGRADED = 190  # yellow (OCF_DEGRADED; Pacemaker's own return-code list stops at 9)
+from sipwatch.exitcodes import CHECK_BAD_CONFIG as EXIT_BAD_CONFIG
+from sipwatch.exitcodes import CHECK_DEGRADED as EXIT_DEGRADED
+from sipwatch.exitcodes import CHECK_FAILED as EXIT_FAILED
+from sipwatch.exitcodes import CHECK_MISSING_TOOL as EXIT_MISSING_TOOL
+from sipwatch.exitcodes import CHECK_NOT_RUNNING as EXIT_NOT_RUNNING
+from sipwatch.exitcodes import CHECK_OK as EXIT_OK
+from sipwatch.exitcodes import NAGIOS_CRITICAL, NAGIOS_OK, NAGIOS_UNKNOWN, NAGIOS_WARNING
 
 #: The probe kind whose `down` outcome means "the PBX is not running here" (exit 7).
 PBX_PROCESS_KIND = "pbx_process"
 DEFAULT_CONFIG = "/etc/sipwatch/sipwatch.toml"
 
-NAGIOS_OK, NAGIOS_WARNING, NAGIOS_CRITICAL, NAGIOS_UNKNOWN = 0, 1, 2, 3
 
 EXIT_CODES_HELP = """\
 exit codes (text and --json; --format nagios exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN):

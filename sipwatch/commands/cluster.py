@@ -19,7 +19,10 @@ import argparse
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_LOCAL, EXIT_REFUSED = 0, 1, 2, 3
+from sipwatch.exitcodes import CLUSTER_FAILED as EXIT_FAILED
+from sipwatch.exitcodes import CLUSTER_LOCAL as EXIT_LOCAL
+from sipwatch.exitcodes import CLUSTER_OK as EXIT_OK
+from sipwatch.exitcodes import CLUSTER_REFUSED as EXIT_REFUSED
 
 
 def configure(subparsers: Any) -> None:

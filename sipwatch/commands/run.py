@@ -12,7 +12,7 @@ import logging
 import socket
 from typing import Any
 
-EXIT_CONFIG = 6
+from sipwatch.exitcodes import RUN_BAD_CONFIG as EXIT_CONFIG
 
 
 def configure(sub: Any) -> None:

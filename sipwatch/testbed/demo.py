@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sipwatch.cli import EXIT_ALIVE, exit_code_for
 from sipwatch.config import load_settings
+from sipwatch.exitcodes import PROBE_ALIVE as EXIT_ALIVE
+from sipwatch.exitcodes import probe_exit_code as exit_code_for
 from sipwatch.model import ProbeResult
 from sipwatch.probes import run_probe
 from sipwatch.testbed.kamailio import KamailioPeer, start_kamailio

@@ -9,14 +9,15 @@ every rail before an action and undoes a half-applied change, and the implementa
     BanAgent              red: `crm_resource --ban` the group off this node, always with a
                           lifetime; green: clear that ban and expired ones.
     StandbyAgent          red: put this node in standby until reboot (transient); green: clear.
-    DryRunAgent           wraps any of them: runs every rail (reads the CIB, simulates on a
-                          private copy) and reports what would be done. Changes nothing.
+    DryRunAgent           wraps any of them: runs the same pipeline with `dry_run=True`
+                          (every rail, reads the CIB, simulates on a private copy) and
+                          reports what would be done. Changes nothing.
 
 Every method returns an AuditRecord and never raises. Every record but "unchanged" goes to the
 agent's AuditLog and to the `sipwatch.cluster` logger. Must not know: command lines
 (pacemaker.py), how a verdict is reached (sipwatch.policy).
 
-One action (`_perform`), in this order — the first rail that says no ends it:
+One action (`PacemakerAgent.run`), in this order — the first rail that says no ends it:
     own_node → freeze file → snapshot (`cibadmin --query`, saved in a private temp dir)
     → this node joined (else "waiting": the cluster stack is still starting; bounded)
     → freeze in the CIB → quorum → plan (already as asked: "unchanged", judged where the
@@ -59,6 +60,7 @@ from sipwatch.model import Verdict
 __all__ = [
     "AGENTS",
     "HEALTH_ATTRIBUTE",
+    "Action",
     "BanAgent",
     "ClusterAgent",
     "ClusterStatus",
@@ -181,6 +183,29 @@ class _Plan:
         return "; ".join(c.describe() for c in self.changes) or "nothing to change"
 
 
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One request to an agent, ready for the pipeline (`PacemakerAgent.run`): the action's
+    name as audited (publish_health, move_away, clear), the plan it makes from a snapshot of
+    the CIB, the node the caller says it is about, and the caller's reason."""
+
+    name: str
+    planner: Callable[[CibSnapshot], _Plan]
+    about: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """How one pass of the pipeline ended: what goes into the audit record."""
+
+    outcome: ActionOutcome
+    summary: str
+    detail: str = ""
+    rail: Rail | None = None
+    failover: bool = False
+
+
 class _NotReady(Exception):
     """This node's cluster stack cannot take a change yet (still joining)."""
 
@@ -246,13 +271,26 @@ class PacemakerAgent:
     def publish_health(
         self, verdict: Verdict, *, about: str | None = None, reason: str = ""
     ) -> AuditRecord:
-        return self._publish(verdict, about=about, reason=reason, commit=True)
+        return self.run(self.publish_action(verdict, about=about, reason=reason))
 
     def move_away(self, reason: str, *, about: str | None = None) -> AuditRecord:
-        return self._perform("move_away", self._plan_move_away, about=about, detail=reason)
+        return self.run(self.move_away_action(reason, about=about))
 
     def clear(self) -> AuditRecord:
-        return self._perform("clear", self._plan_clear, about=None, detail="")
+        return self.run(self.clear_action())
+
+    # --- actions: what each interface method asks of the pipeline -----------------------------
+
+    def publish_action(
+        self, verdict: Verdict, *, about: str | None = None, reason: str = ""
+    ) -> Action:
+        return Action("publish_health", self._publish_planner(verdict), about, reason)
+
+    def move_away_action(self, reason: str, *, about: str | None = None) -> Action:
+        return Action("move_away", self._plan_move_away, about, reason)
+
+    def clear_action(self) -> Action:
+        return Action("clear", self._plan_clear)
 
     def status(self) -> ClusterStatus:
         node, resource, kind = self._node, self._resource, self.kind
@@ -283,9 +321,7 @@ class PacemakerAgent:
 
     # --- plans (subclasses) -------------------------------------------------------------------
 
-    def _publish(
-        self, verdict: Verdict, *, about: str | None, reason: str, commit: bool
-    ) -> AuditRecord:
+    def _publish_planner(self, verdict: Verdict) -> Callable[[CibSnapshot], _Plan]:
         raise NotImplementedError
 
     def _plan_move_away(self, snap: CibSnapshot) -> _Plan:
@@ -325,95 +361,60 @@ class PacemakerAgent:
 
     # --- the pipeline -------------------------------------------------------------------------
 
-    def _perform(
-        self,
-        action: str,
-        planner: Callable[[CibSnapshot], _Plan],
-        *,
-        about: str | None,
-        detail: str,
-        commit: bool = True,
-    ) -> AuditRecord:
+    def run(self, action: Action, *, dry_run: bool = False) -> AuditRecord:
+        """The pipeline (module docstring): every rail, then the change, or with `dry_run`
+        what would be changed. Returns the audit record; never raises."""
         started = self._clock()
-        summary = action.replace("_", " ")
         try:
-            if about is not None and about != self._node:
-                raise _Refused(
-                    Rail.OWN_NODE,
-                    f"the verdict is about {about}, this agent acts for {self._node} only",
-                )
-            frozen = self.rails.file_frozen()
-            if frozen:
-                raise _Refused(Rail.FREEZE, frozen)
-            planned: list[_Plan] = []
-            try:
-                with tempfile.TemporaryDirectory(prefix="sipwatch-cib-") as tmp:
-                    plan, failover = self._check(planner, Path(tmp), planned)
-            finally:
-                if planned:  # a refusal after planning names the change it refused
-                    summary = planned[0].summary
-            summary = plan.summary
-            if not plan.changes:
-                return self._record(
-                    action,
-                    ActionOutcome.UNCHANGED,
-                    summary,
-                    started,
-                    detail=detail,
-                    dry_run=not commit,
-                )
-            if not commit:
-                return self._record(
-                    action,
-                    ActionOutcome.WOULD,
-                    summary,
-                    started,
-                    detail=detail,
-                    dry_run=True,
-                    failover=failover,
-                )
-            error = self._commit(plan)
-            if error:
-                return self._record(
-                    action, ActionOutcome.FAILED, summary, started, detail=error, failover=failover
-                )
-            if failover:
-                self.state.record(self._clock())
-            return self._record(
-                action, ActionOutcome.DONE, summary, started, detail=detail, failover=failover
-            )
+            result = self._attempt(action, dry_run=dry_run)
         except _NotReady as why:
-            return self._waiting(action, summary, started, str(why), dry_run=not commit)
+            return self._waiting(action, started, str(why), dry_run=dry_run)
+        except Exception as exc:  # the contract: a value, never an exception, to the caller
+            _log.exception("event=cluster_action_crashed action=%s", action.name)
+            result = _Result(
+                ActionOutcome.FAILED,
+                _default_summary(action),
+                f"internal error: {type(exc).__name__}",
+            )
+        return self._record(action, started, result, dry_run=dry_run)
+
+    def _attempt(self, action: Action, *, dry_run: bool) -> _Result:
+        """One pass: a refusal, a tool failure, or the plan's outcome. Raises _NotReady."""
+        planned: list[_Plan] = []
+        try:
+            plan, failover = self._rails(action, planned)
         except _Refused as refusal:
-            return self._record(
-                action,
-                ActionOutcome.REFUSED,
-                summary,
-                started,
-                rail=refusal.rail,
-                detail=refusal.detail,
-                dry_run=not commit,
-                failover=refusal.failover,
+            summary = planned[0].summary if planned else _default_summary(action)
+            return _Result(
+                ActionOutcome.REFUSED, summary, refusal.detail, refusal.rail, refusal.failover
             )
         except ClusterError as exc:
-            return self._record(
-                action,
-                ActionOutcome.FAILED,
-                summary,
-                started,
-                detail=exc.summary,
-                dry_run=not commit,
+            summary = planned[0].summary if planned else _default_summary(action)
+            return _Result(ActionOutcome.FAILED, summary, exc.summary)
+        if not plan.changes:
+            return _Result(ActionOutcome.UNCHANGED, plan.summary, action.detail)
+        if dry_run:
+            return _Result(ActionOutcome.WOULD, plan.summary, action.detail, failover=failover)
+        error = self._commit(plan)
+        if error:
+            return _Result(ActionOutcome.FAILED, plan.summary, error, failover=failover)
+        if failover:
+            self.state.record(self._clock())
+        return _Result(ActionOutcome.DONE, plan.summary, action.detail, failover=failover)
+
+    def _rails(self, action: Action, planned: list[_Plan]) -> tuple[_Plan, bool]:
+        """The rails that need no snapshot, then those that do (`_check`, on a private copy
+        of the CIB that is removed afterwards)."""
+        if action.about is not None and action.about != self._node:
+            raise _Refused(
+                Rail.OWN_NODE,
+                f"the verdict is about {action.about}, this agent acts for {self._node} only",
             )
-        except Exception as exc:  # the contract: a value, never an exception, to the caller
-            _log.exception("event=cluster_action_crashed action=%s", action)
-            return self._record(
-                action,
-                ActionOutcome.FAILED,
-                summary,
-                started,
-                detail=f"internal error: {type(exc).__name__}",
-                dry_run=not commit,
-            )
+        frozen = self.rails.file_frozen()
+        if frozen:
+            raise _Refused(Rail.FREEZE, frozen)
+        with tempfile.TemporaryDirectory(prefix="sipwatch-cib-") as tmp:
+            return self._check(action.planner, Path(tmp), planned)
 
     def _check(
         self, planner: Callable[[CibSnapshot], _Plan], workdir: Path, planned: list[_Plan]
@@ -529,9 +530,7 @@ class PacemakerAgent:
             return f"undo failed: {exc.summary}"
         return "undone"
 
-    def _waiting(
-        self, action: str, summary: str, started: float, why: str, *, dry_run: bool
-    ) -> AuditRecord:
+    def _waiting(self, action: Action, started: float, why: str, *, dry_run: bool) -> AuditRecord:
         """A node still joining is normal at boot: "waiting", logged once, retried by the
         caller. Past `join_wait_s` it is a failure (logged, like any failure)."""
         now = self._clock()
@@ -539,79 +538,49 @@ class PacemakerAgent:
         if self._waiting_since is None:
             self._waiting_since = now
         waited = now - self._waiting_since
+        summary = _default_summary(action)
         if waited > self.join_wait_s:
-            return self._record(
-                action,
-                ActionOutcome.FAILED,
-                summary,
-                started,
-                detail=f"{why}, for {waited:.0f} s",
-                dry_run=dry_run,
-            )
-        record = self._make_record(
-            action, ActionOutcome.WAITING, summary, started, detail=why, dry_run=dry_run
-        )
+            failed = _Result(ActionOutcome.FAILED, summary, f"{why}, for {waited:.0f} s")
+            return self._record(action, started, failed, dry_run=dry_run)
+        waiting = _Result(ActionOutcome.WAITING, summary, why)
+        record = self._record(action, started, waiting, dry_run=dry_run, announce=False)
         if first:
             self._audit.append(record)
             _log.warning(
                 "event=cluster_waiting node=%s action=%s detail=%r bound_s=%.0f",
                 self._node,
-                action,
+                action.name,
                 why,
                 self.join_wait_s,
             )
         return record
 
-    def _make_record(
+    def _record(
         self,
-        action: str,
-        result: ActionOutcome,
-        summary: str,
+        action: Action,
         started: float,
+        result: _Result,
         *,
-        rail: Rail | None = None,
-        detail: str = "",
-        dry_run: bool = False,
-        failover: bool = False,
+        dry_run: bool,
+        announce: bool = True,
     ) -> AuditRecord:
-        return AuditRecord(
+        """The audit record of one pass. With `announce` (all but "waiting", which reports
+        itself once) a record other than "unchanged" goes to the audit log and the log."""
+        record = AuditRecord(
             at=self._wall(),
-            action=action,
+            action=action.name,
             agent=self.kind,
             node=self._node,
             resource=self._resource,
-            result=result,
-            summary=summary,
-            rail=rail,
-            detail=detail,
+            result=result.outcome,
+            summary=result.summary,
+            rail=result.rail,
+            detail=result.detail,
             dry_run=dry_run,
-            failover=failover,
+            failover=result.failover,
             duration_s=max(0.0, self._clock() - started),
         )
-
-    def _record(
-        self,
-        action: str,
-        result: ActionOutcome,
-        summary: str,
-        started: float,
-        *,
-        rail: Rail | None = None,
-        detail: str = "",
-        dry_run: bool = False,
-        failover: bool = False,
-    ) -> AuditRecord:
-        record = self._make_record(
-            action,
-            result,
-            summary,
-            started,
-            rail=rail,
-            detail=detail,
-            dry_run=dry_run,
-            failover=failover,
-        )
-        if result is ActionOutcome.UNCHANGED:
+        if not announce or result.outcome is ActionOutcome.UNCHANGED:
             return record
         self._audit.append(record)
         level = logging.INFO if record.ok else logging.WARNING
@@ -619,18 +588,23 @@ class PacemakerAgent:
             level,
             "event=cluster_action action=%s agent=%s node=%s resource=%s result=%s rail=%s "
             "dry_run=%s failover=%s summary=%r detail=%r",
-            action,
+            action.name,
             self.kind,
             self._node,
             self._resource,
-            result,
-            rail or "-",
+            result.outcome,
+            result.rail or "-",
             dry_run,
-            failover,
-            summary,
-            detail,
+            result.failover,
+            result.summary,
+            result.detail,
         )
         return record
+
+
+def _default_summary(action: Action) -> str:
+    """What a record says was asked when no plan was made (a refusal before planning)."""
+    return action.name.replace("_", " ")
 
 
 class HealthAttributeAgent(PacemakerAgent):
@@ -642,12 +616,8 @@ class HealthAttributeAgent(PacemakerAgent):
 
     kind = "health_attribute"
 
-    def _publish(
-        self, verdict: Verdict, *, about: str | None, reason: str, commit: bool
-    ) -> AuditRecord:
-        return self._perform(
-            "publish_health", self._plan_health(verdict), about=about, detail=reason, commit=commit
-        )
+    def _publish_planner(self, verdict: Verdict) -> Callable[[CibSnapshot], _Plan]:
+        return self._plan_health(verdict)
 
     def _plan_move_away(self, snap: CibSnapshot) -> _Plan:
         return self._plan_health(Verdict.RED)(snap)
@@ -674,16 +644,12 @@ class _MovingAgent(PacemakerAgent):
             raise ValueError("act_on cannot contain green")
         self.act_on = act_on
 
-    def _publish(
-        self, verdict: Verdict, *, about: str | None, reason: str, commit: bool
-    ) -> AuditRecord:
+    def _publish_planner(self, verdict: Verdict) -> Callable[[CibSnapshot], _Plan]:
         if verdict in self.act_on:
-            planner = self._plan_move_away
-        elif verdict is Verdict.GREEN:
-            planner = self._plan_clear
-        else:
-            planner = _nothing
-        return self._perform("publish_health", planner, about=about, detail=reason, commit=commit)
+            return self._plan_move_away
+        if verdict is Verdict.GREEN:
+            return self._plan_clear
+        return _nothing
 
 
 class BanAgent(_MovingAgent):
@@ -780,17 +746,15 @@ class DryRunAgent:
     def publish_health(
         self, verdict: Verdict, *, about: str | None = None, reason: str = ""
     ) -> AuditRecord:
-        return self.inner._publish(verdict, about=about, reason=reason, commit=False)
+        return self.inner.run(
+            self.inner.publish_action(verdict, about=about, reason=reason), dry_run=True
+        )
 
     def move_away(self, reason: str, *, about: str | None = None) -> AuditRecord:
-        return self.inner._perform(
-            "move_away", self.inner._plan_move_away, about=about, detail=reason, commit=False
-        )
+        return self.inner.run(self.inner.move_away_action(reason, about=about), dry_run=True)
 
     def clear(self) -> AuditRecord:
-        return self.inner._perform(
-            "clear", self.inner._plan_clear, about=None, detail="", commit=False
-        )
+        return self.inner.run(self.inner.clear_action(), dry_run=True)
 
     def status(self) -> ClusterStatus:
         return self.inner.status()

@@ -19,14 +19,18 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sipwatch.model import Decision, Outcome, ProbeResult, Verdict
 from sipwatch.policy import Policy, PolicyState, decide, initial_state, observe
 from sipwatch.probes import run_probe
 from sipwatch.probes._sip import ProbeContext
+
+if TYPE_CHECKING:
+    from sipwatch.cluster.agents import ClusterAgent
+    from sipwatch.cluster.audit import AuditRecord
 
 log = logging.getLogger("sipwatch.daemon")
 EXIT_SETTLE_S = 0.05  # from the PBX's pidfd firing to re-probing (see _watch_exit)
@@ -45,6 +49,29 @@ CONFIRM_RUNS_PER_MIN = 20
 #: ... and while the agent says this node's cluster stack is still joining ("waiting"): a
 #: rebooted node publishes its health within about a second of joining.
 JOIN_RETRY_S = 1.0
+
+
+class DaemonObserver(Protocol):
+    """What the daemon tells the rest of the process (metrics, the verdict file): called on
+    the event loop, must not block, must not raise."""
+
+    def on_result(self, result: ProbeResult, now: float) -> None: ...
+
+    def on_decision(self, decision: Decision) -> None:
+        """The verdict changed (also called once per /metrics scrape by the HTTP side)."""
+        ...
+
+    def on_action(self, record: AuditRecord) -> None:
+        """The cluster agent handled a verdict (any result, "unchanged" included)."""
+        ...
+
+
+class SideTask(NamedTuple):
+    """A watcher that runs beside the probes for as long as the daemon runs (the quorum
+    guard, the verdict file): `run` is called with the daemon's stop event."""
+
+    name: str
+    run: Callable[[asyncio.Event], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +117,16 @@ class Daemon:
 
     def __init__(
         self,
-        specs: list[Any],
+        specs: Sequence[Any],
         ctx: ProbeContext,
         policy: Policy,
         *,
-        agent: Any = None,
+        agent: ClusterAgent | None = None,
         options: DaemonOptions | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
-        on_result: Callable[[ProbeResult, float], None] | None = None,
-        on_decision: Callable[[Decision], None] | None = None,
-        on_action: Callable[[str, str], None] | None = None,
+        observers: Sequence[DaemonObserver] = (),
+        side_tasks: Sequence[SideTask] = (),
         policy_name: str = "",
     ) -> None:
         self.specs = list(specs)
@@ -111,9 +137,7 @@ class Daemon:
         self.options = options or DaemonOptions()
         self.clock = clock
         self.wall = wall
-        self.on_result = on_result
-        self.on_decision = on_decision
-        self.on_action = on_action
+        self.observers = list(observers)
         # What /status says about the config this daemon runs (e.g. its sha256, so that
         # `sipwatch check` knows the verdict is about the same config).
         self.meta: dict[str, Any] = {}
@@ -130,9 +154,7 @@ class Daemon:
         self._acted_waiting = False
         self._last_logged: tuple[str, ...] | None = None  # the last event=action line's gist
         self._tasks: set[asyncio.Task[None]] = set()
-        # Watchers that run beside the probes for as long as this daemon runs (the quorum
-        # guard): each is called with the daemon's stop event.
-        self.side_tasks: list[Callable[[asyncio.Event], Awaitable[None]]] = []
+        self.side_tasks = list(side_tasks)
         self._exit_watches: dict[int, int] = {}  # PBX main pid -> its pidfd
         self._rng = random.Random()
 
@@ -165,8 +187,7 @@ class Daemon:
             if vip is not None:
                 group.create_task(self._watch_vip(vip.address, stop), name="vip-watch")
             for side in self.side_tasks:
-                name = getattr(side, "__qualname__", "side")
-                group.create_task(self._guarded(side, stop), name=name)
+                group.create_task(self._guarded(side, stop), name=side.name)
             await stop.wait()
             for event in self._wake.values():
                 event.set()  # sleeping loops notice `stop` at once
@@ -176,14 +197,12 @@ class Daemon:
         log.info("event=daemon_stopped")
 
     @staticmethod
-    async def _guarded(
-        side: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
-    ) -> None:
+    async def _guarded(side: SideTask, stop: asyncio.Event) -> None:
         """A side task's bug is logged; it never takes the probes down with it."""
         try:
-            await side(stop)
+            await side.run(stop)
         except Exception:
-            log.exception("event=side_task_failed task=%s", getattr(side, "__qualname__", side))
+            log.exception("event=side_task_failed task=%s", side.name)
 
     def wake_all(self, why: str) -> None:
         """Run every probe now (e.g. the VIP just arrived): a node that just received the
@@ -338,8 +357,8 @@ class Daemon:
         self.state = observe(self.state, result, self.policy, now)
         previous = self.decision
         self.decision = decide(self.state, self.policy, now)
-        if self.on_result is not None:
-            self.on_result(result, now)
+        for observer in self.observers:
+            observer.on_result(result, now)
         if self.decision.verdict is not previous.verdict:
             log.warning(
                 "event=verdict_changed from=%s to=%s score=%d reasons=%r",
@@ -348,8 +367,8 @@ class Daemon:
                 self.decision.score,
                 [r.detail or r.outcome for r in self.decision.reasons[:3]],
             )
-            if self.on_decision is not None:
-                self.on_decision(self.decision)
+            for observer in self.observers:
+                observer.on_decision(self.decision)
         why = self._should_act()
         if why:
             self._act(self.decision, why)
@@ -437,21 +456,18 @@ class Daemon:
             except Exception:  # an agent bug must not stop the daemon
                 log.exception("event=action_crashed verdict=%s", decision.verdict)
                 return
-            result = str(getattr(record, "result", "?"))
-            self._acted_ok = result in ("done", "unchanged", "would")
-            self._acted_waiting = result == "waiting"
-            self._log_action(decision, record, result, why)
-            if self.on_action is not None:
-                self.on_action(str(getattr(record, "action", "?")), result)
+            self._acted_ok = record.ok
+            self._acted_waiting = record.result == "waiting"
+            self._log_action(decision, record, why)
+            for observer in self.observers:
+                observer.on_action(record)
 
-    def _log_action(self, decision: Decision, record: Any, result: str, why: str) -> None:
+    def _log_action(self, decision: Decision, record: AuditRecord, why: str) -> None:
         """One line per change of what the hand-overs say, not one per re-assertion or retry:
         "unchanged" (nothing was done), the same failure again, and a node still joining (the
         agent reports that once itself) are not repeated. A re-assertion that had to write
         (`why=reassert result=done`: the attribute had been lost) is always logged."""
-        action = str(getattr(record, "action", "?"))
-        rail = getattr(record, "rail", None)
-        detail = str(getattr(record, "detail", ""))
+        action, result, rail, detail = record.action, str(record.result), record.rail, record.detail
         gist = (str(decision.verdict), action, result, str(rail), detail)
         repeated = gist == self._last_logged
         self._last_logged = gist
@@ -469,9 +485,10 @@ class Daemon:
             detail,
         )
 
-    def _agent_call(self, decision: Decision, reason: str) -> Any:
+    def _agent_call(self, decision: Decision, reason: str) -> AuditRecord:
         """Publish the verdict. Each agent turns it into its own action: the health attribute
         itself, or a ban / standby on the verdicts it acts on and its undo on green."""
+        assert self.agent is not None  # _should_act hands nothing over without an agent
         return self.agent.publish_health(decision.verdict, reason=reason)
 
     # -- views for HTTP and `sipwatch check` ------------------------------------------------------
@@ -499,7 +516,7 @@ class Daemon:
                     for r in (stats.failed if stats else ())
                 ][-20:],
             }
-        audit = getattr(self.agent, "audit", None)
+        audit = self.agent.audit if self.agent is not None else None
         actions = [r.to_dict() for r in audit.records()] if audit is not None else []
         return {
             **d.to_dict(),

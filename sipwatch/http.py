@@ -26,13 +26,15 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sipwatch.model import Decision, ProbeResult, Verdict
 
 if TYPE_CHECKING:
+    from sipwatch.cluster.audit import AuditRecord
     from sipwatch.daemon import Daemon
 
 _VERDICT_VALUE = {Verdict.GREEN: 0, Verdict.YELLOW: 1, Verdict.RED: 2}
 
 
 class Metrics:
-    """The Prometheus metrics, in a registry owned by this object (no global state)."""
+    """The Prometheus metrics, in a registry owned by this object (no global state). A
+    `DaemonObserver` (sipwatch.daemon): the daemon calls it on results, decisions, actions."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -76,8 +78,8 @@ class Metrics:
         self.score.set(decision.score)
         self.eligible.set(1 if decision.eligible else 0)
 
-    def on_action(self, action: str, result: str) -> None:
-        self.actions.labels(action, result).inc()
+    def on_action(self, record: AuditRecord) -> None:
+        self.actions.labels(record.action, str(record.result)).inc()
 
 
 @dataclass(slots=True)

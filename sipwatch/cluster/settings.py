@@ -23,11 +23,15 @@ Must not know: command lines (pacemaker.py).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sipwatch.cluster.rails import DEFAULT_FREEZE_FILE
+
+if TYPE_CHECKING:
+    from sipwatch.cluster.agents import ClusterAgent
+    from sipwatch.cluster.pacemaker import PacemakerTools
 
 __all__ = ["ClusterSettings", "agent_from_settings"]
 
@@ -63,7 +67,9 @@ class ClusterSettings(BaseModel):
         return self
 
 
-def agent_from_settings(settings: ClusterSettings, *, tools: Any = None) -> Any:
+def agent_from_settings(
+    settings: ClusterSettings, *, tools: PacemakerTools | None = None
+) -> ClusterAgent | None:
     """The ClusterAgent the settings describe (DryRunAgent-wrapped when dry_run), or None for
     agent = "none". Raises ConfigError when this node's name is neither configured nor known
     to the cluster (`crm_node -n`)."""

@@ -10,9 +10,20 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sipwatch.exitcodes import RUN_BAD_CONFIG as EXIT_CONFIG
+
+if TYPE_CHECKING:
+    from sipwatch.cluster.agents import ClusterAgent
+    from sipwatch.cluster.audit import AuditRecord
+    from sipwatch.cluster.quorum import QuorumGuard
+    from sipwatch.config import Settings
+    from sipwatch.daemon import Daemon
+    from sipwatch.http import Holder
+    from sipwatch.model import Decision, ProbeResult
+    from sipwatch.policy import Policy
+    from sipwatch.verdict_file import VerdictFile
 
 
 def configure(sub: Any) -> None:
@@ -35,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_main(args))
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, str]]:
+def _load(args: argparse.Namespace) -> tuple[Settings, Policy, dict[str, str]]:
     """Settings, policy, and what /status reports about the config (its path and sha256,
     which `sipwatch check` compares before trusting this daemon's verdict)."""
     import hashlib
@@ -67,8 +78,12 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, str]]:
     return settings, policy, {"config_path": str(path.resolve()), "config_sha256": digest}
 
 
-def _make_daemon(settings: Any, policy: Any, meta: dict[str, str], holder: Any) -> Any:
-    from sipwatch.daemon import Daemon, DaemonOptions
+def _make_daemon(
+    settings: Settings, policy: Policy, meta: dict[str, str], holder: Holder
+) -> Daemon:
+    """The daemon of one config: its probes, agent and observers (the metrics, the verdict
+    file), and its side tasks (the verdict file's heartbeat, the quorum guard)."""
+    from sipwatch.daemon import Daemon, DaemonObserver, DaemonOptions, SideTask
 
     d = settings.daemon
     options = DaemonOptions(
@@ -83,30 +98,40 @@ def _make_daemon(settings: Any, policy: Any, meta: dict[str, str], holder: Any) 
         policy,
         agent=_make_agent(settings),
         options=options,
-        on_result=holder.metrics.on_result,
-        on_decision=holder.metrics.on_decision,
-        on_action=holder.metrics.on_action,
+        observers=[holder.metrics],
         policy_name=settings.policy,
     )
     daemon.meta = dict(meta)
     verdict_file = _make_verdict_file(settings, daemon, meta)
     if verdict_file is not None:
-        daemon.side_tasks.append(verdict_file.run)
-        on_decision = daemon.on_decision
-
-        def decided(decision: Any) -> None:
-            if on_decision is not None:
-                on_decision(decision)
-            verdict_file.changed()
-
-        daemon.on_decision = decided
+        daemon.side_tasks.append(SideTask("verdict-file", verdict_file.run))
+        observer: DaemonObserver = _VerdictFileObserver(verdict_file)
+        daemon.observers.append(observer)
     guard = _make_quorum_guard(settings, daemon)
     if guard is not None:
-        daemon.side_tasks.append(guard.run)
+        daemon.side_tasks.append(SideTask("quorum-guard", guard.run))
     return daemon
 
 
-def _make_verdict_file(settings: Any, daemon: Any, meta: dict[str, str]) -> Any:
+class _VerdictFileObserver:
+    """Rewrites the verdict file at once when the verdict changes (not at its heartbeat)."""
+
+    def __init__(self, verdict_file: VerdictFile) -> None:
+        self.verdict_file = verdict_file
+
+    def on_result(self, result: ProbeResult, now: float) -> None:
+        return None
+
+    def on_decision(self, decision: Decision) -> None:
+        self.verdict_file.changed()
+
+    def on_action(self, record: AuditRecord) -> None:
+        return None
+
+
+def _make_verdict_file(
+    settings: Settings, daemon: Daemon, meta: dict[str, str]
+) -> VerdictFile | None:
     """The verdict file (sipwatch/verdict_file.py), or None when it is off. A path that was
     configured and cannot be written is a config error; the default one (/run/sipwatch, root
     only) is skipped with a warning, so `sipwatch run` as a user still runs."""
@@ -141,7 +166,7 @@ def _make_verdict_file(settings: Any, daemon: Any, meta: dict[str, str]) -> Any:
     )
 
 
-def _make_quorum_guard(settings: Any, daemon: Any) -> Any:
+def _make_quorum_guard(settings: Settings, daemon: Daemon) -> QuorumGuard | None:
     """The quorum guard (cluster/quorum.py) when `cluster.release_vip_without_quorum` is on:
     on the VIP of the config's vip probe, auditing to the agent's audit log (or, with no
     agent, to cluster.audit_log)."""
@@ -189,7 +214,7 @@ def _make_quorum_guard(settings: Any, daemon: Any) -> Any:
     )
 
 
-def _make_agent(settings: Any) -> Any:
+def _make_agent(settings: Settings) -> ClusterAgent | None:
     if settings.cluster.agent == "none":
         return None
     from sipwatch.cluster import agent_from_settings

@@ -116,7 +116,7 @@ def test_unchanged_reassertions_and_repeated_failures_are_not_repeated(
 
     def hand_over(record: AuditRecord, why: str) -> None:
         daemon._acted_ok = record.ok
-        daemon._log_action(daemon.decision, record, str(record.result), why)
+        daemon._log_action(daemon.decision, record, why)
 
     with caplog.at_level(logging.INFO, logger="sipwatch.daemon"):
         hand_over(Record("done"), "changed")

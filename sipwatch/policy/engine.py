@@ -281,33 +281,26 @@ class _Assessment:
     reasons: tuple[Reason, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Finding:
+    """One thing wrong (or not yet judged) with a probe, before the role and scope caps."""
+
+    level: int  # effect before caps
+    health: float | None  # None: still in grace, not scored yet
+    outcome: str
+    since: float | None
+    detail: str
+    ignores_role: bool = False  # a hung PBX is red whatever the probe's role
+
+
 def _assess(
     ps: ProbeState, rule: Rule, policy: Policy, now: float, grace: str, standby: bool
 ) -> _Assessment:
     """What one probe does to the decision. `grace` names the grace in force, or is ""."""
     blocks = ps.counted is not None and ps.counted.blocks_takeover
     if standby and rule.on_standby == "ignore" and not blocks:
-        # A service that runs only on the active node: nothing to judge here, and local
-        # errors are expected too (e.g. from_vip cannot bind a VIP held elsewhere).
-        if ps.last.outcome is Outcome.OK and ps.up:
-            return _Assessment()
-        detail = "standby node: not judged (on_standby = ignore)"
-        if ps.last.detail:
-            detail += f"; {ps.last.detail}"
-        return _Assessment(reasons=(Reason(ps.probe, str(ps.last.outcome), None, detail),))
-    local: tuple[Reason, ...] = ()
-    if ps.last.outcome is Outcome.LOCAL_ERROR:
-        local = (
-            Reason(
-                ps.probe,
-                str(Outcome.LOCAL_ERROR),
-                ps.last_since_s,
-                "LOCAL ERROR: sipwatch could not probe, never counted toward failover: "
-                + (ps.last.detail or "no detail"),
-                effect="none",
-                local=True,
-            ),
-        )
+        return _not_judged_on_standby(ps)
+    local = _local_error(ps)
     c = ps.counted
     if c is None:  # only local errors so far: nothing known
         return _Assessment(reasons=local)
@@ -320,59 +313,99 @@ def _assess(
             effect="red",
         )
         return _Assessment(_RED, 0.0, True, (reason, *local))
+    found = _down_findings(ps, rule, c, grace) if not ps.up else _up_findings(ps, rule, c, now)
+    return _capped(ps, rule, policy, c, found, local)
 
-    # (effect before caps, health, outcome, since, detail, ignores the role)
-    found: list[tuple[int, float | None, str, float | None, str, bool]] = []
-    if not ps.up:
-        if c.outcome is Outcome.HUNG:
-            detail = _with_detail("hung: red at once, without waiting for fall", c)
-            found.append((_RED, 0.0, "hung", ps.counted_since_s, detail, True))
-        elif grace:
-            detail = f"failing during the {grace}, not judged yet: {ps.down_cause}"
-            found.append((_YELLOW, None, ps.last_failure, ps.fail_since_s, detail, False))
-        else:
-            detail = f"down: {ps.down_cause}"
-            if ps.ok_streak:
-                detail += f"; recovering, {ps.ok_streak} of rise {rule.rise} answers"
-            else:
-                detail = _with_detail(detail, c)
-            found.append((_RED, 0.0, ps.last_failure, ps.changed_s, detail, False))
+
+def _not_judged_on_standby(ps: ProbeState) -> _Assessment:
+    """A service that runs only on the active node: nothing to judge here, and local errors
+    are expected too (e.g. from_vip cannot bind a VIP held elsewhere)."""
+    if ps.last.outcome is Outcome.OK and ps.up:
+        return _Assessment()
+    detail = "standby node: not judged (on_standby = ignore)"
+    if ps.last.detail:
+        detail += f"; {ps.last.detail}"
+    return _Assessment(reasons=(Reason(ps.probe, str(ps.last.outcome), None, detail),))
+
+
+def _local_error(ps: ProbeState) -> tuple[Reason, ...]:
+    if ps.last.outcome is not Outcome.LOCAL_ERROR:
+        return ()
+    return (
+        Reason(
+            ps.probe,
+            str(Outcome.LOCAL_ERROR),
+            ps.last_since_s,
+            "LOCAL ERROR: sipwatch could not probe, never counted toward failover: "
+            + (ps.last.detail or "no detail"),
+            effect="none",
+            local=True,
+        ),
+    )
+
+
+def _down_findings(ps: ProbeState, rule: Rule, c: ProbeResult, grace: str) -> list[_Finding]:
+    if c.outcome is Outcome.HUNG:
+        detail = _with_detail("hung: red at once, without waiting for fall", c)
+        return [_Finding(_RED, 0.0, "hung", ps.counted_since_s, detail, ignores_role=True)]
+    if grace:
+        detail = f"failing during the {grace}, not judged yet: {ps.down_cause}"
+        return [_Finding(_YELLOW, None, ps.last_failure, ps.fail_since_s, detail)]
+    detail = f"down: {ps.down_cause}"
+    if ps.ok_streak:
+        detail += f"; recovering, {ps.ok_streak} of rise {rule.rise} answers"
     else:
-        if ps.fail_streak:
-            detail = f"{ps.fail_streak} failure(s) in a row, not down yet (fall {rule.fall})"
-            if rule.window_failures:
-                detail += (
-                    f"; {len(ps.failures)} of {rule.window_failures} within {rule.window_s:g} s"
-                )
-            found.append((_NONE, 1.0, ps.last_failure, ps.fail_since_s, detail, False))
-        draining_held = ps.draining_until_s is not None and now < ps.draining_until_s
-        if c.outcome is Outcome.DRAINING or draining_held:
-            until = ps.draining_until_s if ps.draining_until_s is not None else now
-            detail = f"draining (503 + Retry-After), held {max(until - now, 0.0):g} s more"
-            found.append((_YELLOW, 0.5, "draining", ps.draining_since_s, detail, False))
-        if c.outcome is Outcome.DEGRADED:
-            detail = c.detail or "degraded"
-            found.append((_YELLOW, 0.5, "degraded", ps.counted_since_s, detail, False))
-        if ps.rtt_ewma_ms is not None and 0 < rule.rtt_yellow_ms < ps.rtt_ewma_ms:
-            detail = f"smoothed RTT {ps.rtt_ewma_ms:.1f} ms above {rule.rtt_yellow_ms:g} ms"
-            found.append((_YELLOW, 0.5, "slow", ps.slow_since_s, detail, False))
+        detail = _with_detail(detail, c)
+    return [_Finding(_RED, 0.0, ps.last_failure, ps.changed_s, detail)]
 
+
+def _up_findings(ps: ProbeState, rule: Rule, c: ProbeResult, now: float) -> list[_Finding]:
+    found: list[_Finding] = []
+    if ps.fail_streak:
+        detail = f"{ps.fail_streak} failure(s) in a row, not down yet (fall {rule.fall})"
+        if rule.window_failures:
+            detail += f"; {len(ps.failures)} of {rule.window_failures} within {rule.window_s:g} s"
+        found.append(_Finding(_NONE, 1.0, ps.last_failure, ps.fail_since_s, detail))
+    draining_held = ps.draining_until_s is not None and now < ps.draining_until_s
+    if c.outcome is Outcome.DRAINING or draining_held:
+        until = ps.draining_until_s if ps.draining_until_s is not None else now
+        detail = f"draining (503 + Retry-After), held {max(until - now, 0.0):g} s more"
+        found.append(_Finding(_YELLOW, 0.5, "draining", ps.draining_since_s, detail))
+    if c.outcome is Outcome.DEGRADED:
+        found.append(_Finding(_YELLOW, 0.5, "degraded", ps.counted_since_s, c.detail or "degraded"))
+    if ps.rtt_ewma_ms is not None and 0 < rule.rtt_yellow_ms < ps.rtt_ewma_ms:
+        detail = f"smoothed RTT {ps.rtt_ewma_ms:.1f} ms above {rule.rtt_yellow_ms:g} ms"
+        found.append(_Finding(_YELLOW, 0.5, "slow", ps.slow_since_s, detail))
+    return found
+
+
+def _capped(
+    ps: ProbeState,
+    rule: Rule,
+    policy: Policy,
+    c: ProbeResult,
+    found: list[_Finding],
+    local: tuple[Reason, ...],
+) -> _Assessment:
+    """The findings under the probe's role and scope caps, and its health for the score."""
     remote = c.scope == "remote"
     remote_cap = _REMOTE_CEILING[policy.remote_failures] if remote else _RED
     effect, reasons = _NONE, []
     health: float | None = 1.0
-    for level, h, outcome, since, detail, ignores_role in found:
-        capped = min(level, remote_cap)
-        if not ignores_role:
+    for f in found:
+        capped = min(f.level, remote_cap)
+        if not f.ignores_role:
             capped = min(capped, _ROLE_CEILING[rule.role])
-        if remote and min(level, remote_cap) < level:
+        detail = f.detail
+        if remote and min(f.level, remote_cap) < f.level:
             detail += f" (remote finding; remote_failures = {policy.remote_failures})"
         effect = max(effect, capped)
-        if h is None:  # still in grace: not scored yet
+        if f.health is None:  # still in grace: not scored yet
             health = None
         elif health is not None:
-            health = min(health, max(h, _REMOTE_FLOOR[policy.remote_failures]) if remote else h)
-        reasons.append(Reason(ps.probe, outcome, since, detail, effect=_EFFECT_NAME[capped]))
+            floor = _REMOTE_FLOOR[policy.remote_failures]
+            health = min(health, max(f.health, floor) if remote else f.health)
+        reasons.append(Reason(ps.probe, f.outcome, f.since, detail, effect=_EFFECT_NAME[capped]))
     if remote and policy.remote_failures == "ignore":
         health = None  # an ignored remote probe never moves the score, up or down
     return _Assessment(effect, health, False, (*reasons, *local))

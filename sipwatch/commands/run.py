@@ -223,13 +223,9 @@ def _make_agent(settings: Settings) -> ClusterAgent | None:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    import asyncio
-    import logging
-    import signal
-
     from sipwatch import logs
     from sipwatch.errors import ConfigError
-    from sipwatch.http import Holder, start_server
+    from sipwatch.http import Holder
 
     try:
         settings, policy, meta = _load(args)
@@ -245,67 +241,88 @@ async def _main(args: argparse.Namespace) -> int:
         log.error("event=config_invalid error=%r", str(exc))
         print(f"sipwatch: {exc}")
         return EXIT_CONFIG
-    runner = None
-    if settings.daemon.http_port:
-        try:
-            runner = await start_server(
-                holder, settings.daemon.http_host, settings.daemon.http_port
-            )
-        except OSError as exc:
-            log.error(
-                "event=http_bind_failed host=%s port=%d error=%r",
-                settings.daemon.http_host,
-                settings.daemon.http_port,
-                exc.strerror,
-            )
-            return EXIT_CONFIG
-        log.info(
-            "event=http_listening host=%s port=%d",
-            settings.daemon.http_host,
-            settings.daemon.http_port,
-        )
+    try:
+        runner = await _start_http(settings, holder, log)
+    except OSError:
+        return EXIT_CONFIG
+    try:
+        return await _supervise(args, settings, holder, log)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
 
+
+async def _start_http(settings: Settings, holder: Holder, log: logging.Logger) -> Any:
+    """The HTTP endpoint's runner, or None when it is off. A bind failure is logged and
+    re-raised (exit 6: the configured address is unusable)."""
+    from sipwatch.http import start_server
+
+    d = settings.daemon
+    if not d.http_port:
+        return None
+    try:
+        runner = await start_server(holder, d.http_host, d.http_port)
+    except OSError as exc:
+        log.error(
+            "event=http_bind_failed host=%s port=%d error=%r",
+            d.http_host,
+            d.http_port,
+            exc.strerror,
+        )
+        raise
+    log.info("event=http_listening host=%s port=%d", d.http_host, d.http_port)
+    return runner
+
+
+async def _supervise(
+    args: argparse.Namespace, settings: Settings, holder: Holder, log: logging.Logger
+) -> int:
+    """Run the daemon until SIGTERM/SIGINT; on SIGHUP swap in a daemon of the reloaded
+    config (the old one stops first and hands over what it learnt), or keep the running
+    one when the new config is bad."""
+    import asyncio
+    import signal
+
+    from sipwatch.errors import ConfigError
+
+    assert holder.daemon is not None
     loop = asyncio.get_running_loop()
     terminate = asyncio.Event()
     reload = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, terminate.set)
     loop.add_signal_handler(signal.SIGINT, terminate.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
-    try:
-        stop = asyncio.Event()
-        task = asyncio.create_task(holder.daemon.run(stop))
-        while True:
-            waiters = [asyncio.create_task(terminate.wait()), asyncio.create_task(reload.wait())]
-            await asyncio.wait([task, *waiters], return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
-            if task.done():  # the daemon ended on its own: a bug; report and exit non-zero
-                task.result()
-                return 1
-            if terminate.is_set():
-                stop.set()
-                await _bounded(task, settings.daemon.shutdown_timeout_s, log)
-                log.info("event=exit code=0")
-                return 0
-            reload.clear()
-            try:
-                new_settings, new_policy, new_meta = _load(args)
-                new_daemon = _make_daemon(new_settings, new_policy, new_meta, holder)
-            except ConfigError as exc:
-                log.error("event=reload_rejected keeping=old_config error=%r", str(exc))
-                continue  # the running daemon goes on untouched
+    stop = asyncio.Event()
+    task = asyncio.create_task(holder.daemon.run(stop))
+    while True:
+        waiters = [asyncio.create_task(terminate.wait()), asyncio.create_task(reload.wait())]
+        await asyncio.wait([task, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        for w in waiters:
+            w.cancel()
+        if task.done():  # the daemon ended on its own: a bug; report and exit non-zero
+            task.result()
+            return 1
+        if terminate.is_set():
             stop.set()
             await _bounded(task, settings.daemon.shutdown_timeout_s, log)
-            settings = new_settings
-            new_daemon.adopt(holder.daemon)
-            holder.daemon = new_daemon
-            holder.ready_when_yellow = settings.daemon.ready_when_yellow
-            log.warning("event=config_reloaded probes=%d", len(settings.probes))
-            stop = asyncio.Event()
-            task = asyncio.create_task(holder.daemon.run(stop))
-    finally:
-        if runner is not None:
-            await runner.cleanup()
+            log.info("event=exit code=0")
+            return 0
+        reload.clear()
+        try:
+            new_settings, new_policy, new_meta = _load(args)
+            new_daemon = _make_daemon(new_settings, new_policy, new_meta, holder)
+        except ConfigError as exc:
+            log.error("event=reload_rejected keeping=old_config error=%r", str(exc))
+            continue  # the running daemon goes on untouched
+        stop.set()
+        await _bounded(task, settings.daemon.shutdown_timeout_s, log)
+        settings = new_settings
+        new_daemon.adopt(holder.daemon)
+        holder.daemon = new_daemon
+        holder.ready_when_yellow = settings.daemon.ready_when_yellow
+        log.warning("event=config_reloaded probes=%d", len(settings.probes))
+        stop = asyncio.Event()
+        task = asyncio.create_task(holder.daemon.run(stop))
 
 
 async def _bounded(task: Any, timeout_s: float, log: Any) -> None:

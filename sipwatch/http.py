@@ -16,6 +16,7 @@ runs in its own tasks and never waits on a client.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,20 +67,70 @@ class Metrics:
             ("action", "result"),
             registry=self.registry,
         )
+        self.active = Gauge(
+            "sipwatch_active",
+            "1 if this node is the active one (the policy's active_when: VIP or PBX here)",
+            registry=self.registry,
+        )
+        self.vip_held = Gauge(
+            "sipwatch_vip_held",
+            "1 if this node holds the VIP (per vip probe; sum over the fleet should be 1)",
+            ("probe", "address"),
+            registry=self.registry,
+        )
+        self.verdict_changed = Gauge(
+            "sipwatch_verdict_last_change_timestamp_seconds",
+            "Unix time of the last verdict change (0: unchanged since start)",
+            registry=self.registry,
+        )
+        self.cert_not_after = Gauge(
+            "sipwatch_tls_cert_not_after_seconds",
+            "Unix time at which the peer certificate seen by a TLS/WSS probe expires",
+            ("probe", "kind"),
+            registry=self.registry,
+        )
+        self._verdict: Verdict | None = None
 
     def on_result(self, result: ProbeResult, now: float) -> None:
         self.success.labels(result.probe, result.kind).set(1 if result.alive else 0)
         self.outcomes.labels(result.probe, result.kind, str(result.outcome)).inc()
         if result.rtt_ms is not None:
             self.duration.labels(result.probe, result.kind).observe(result.rtt_ms / 1000)
+        if result.kind == "vip" and isinstance(result.extra.get("held"), bool):
+            address = str(result.extra.get("address", result.target))
+            self.vip_held.labels(result.probe, address).set(1 if result.extra["held"] else 0)
+        if result.tls_not_after:
+            expires = _cert_time(result.tls_not_after)
+            if expires is not None:
+                self.cert_not_after.labels(result.probe, result.kind).set(expires)
 
     def on_decision(self, decision: Decision) -> None:
+        if self._verdict is not None and decision.verdict is not self._verdict:
+            self.verdict_changed.set(time.time())
+        self._verdict = decision.verdict
         self.verdict.set(_VERDICT_VALUE[decision.verdict])
         self.score.set(decision.score)
         self.eligible.set(1 if decision.eligible else 0)
+        self.active.set(1 if decision.active else 0)
 
     def on_action(self, record: AuditRecord) -> None:
         self.actions.labels(record.action, str(record.result)).inc()
+
+
+def _cert_time(not_after: str) -> float | None:
+    """A certificate's notAfter (as Python's ssl module prints it, or ISO 8601) in Unix
+    seconds; None when it is neither."""
+    import ssl
+    from datetime import datetime
+
+    try:
+        return float(ssl.cert_time_to_seconds(not_after))
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(not_after).timestamp()
+    except ValueError:
+        return None
 
 
 @dataclass(slots=True)

@@ -510,6 +510,7 @@ class Daemon:
                 "failures": stats.failures if stats else 0,
                 "rtt_ewma_ms": round(stats.ewma_ms, 3) if stats and stats.ewma_ms else None,
                 "rtt_p95_ms": stats.p95_ms() if stats else None,
+                "rtt_recent_ms": [round(v, 3) for v in stats.rtts][-50:] if stats else [],
                 "recent": [r.outcome for r in stats.recent] if stats else [],
                 "recent_failures": [
                     {"outcome": r.outcome, "detail": r.detail, "status_code": r.status_code}

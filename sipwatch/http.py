@@ -1,5 +1,6 @@
 """HTTP endpoints of the daemon (aiohttp), read-only: nothing here changes state.
 
+    GET /         the status page (HTML, sipwatch/status_page.py)
     GET /livez    200 while sipwatch itself runs
     GET /readyz   200 when this node's verdict is green (yellow too if configured), else 503
     GET /active   200 only when ready AND this node holds the VIP/PBX role (HAProxy httpchk)
@@ -140,6 +141,8 @@ class Holder:
     daemon: Daemon | None = None
     metrics: Metrics = field(default_factory=Metrics)
     ready_when_yellow: bool = False
+    # The cluster agent's view for the status page: (monotonic time read, status dict).
+    cluster_view: tuple[float, dict[str, Any] | None] | None = None
 
 
 HOLDER = web.AppKey("holder", Holder)
@@ -186,6 +189,54 @@ async def status(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(body, default=str), content_type="application/json")
 
 
+#: The status page reads the cluster through the agent's crm tools at most this often, off
+#: the event loop and bounded: a page reload never runs more tools than this.
+CLUSTER_VIEW_S = 5.0
+CLUSTER_VIEW_TIMEOUT_S = 5.0
+
+
+async def _cluster_view(holder: Holder) -> dict[str, Any] | None:
+    import asyncio
+
+    daemon = holder.daemon
+    if daemon is None or daemon.agent is None:
+        return None
+    now = time.monotonic()
+    if holder.cluster_view is not None and now - holder.cluster_view[0] < CLUSTER_VIEW_S:
+        return holder.cluster_view[1]
+    holder.cluster_view = (now, {"ok": False, "error": "being read"})  # one reader at a time
+    try:
+        view = await asyncio.wait_for(
+            asyncio.to_thread(daemon.agent.status), CLUSTER_VIEW_TIMEOUT_S
+        )
+        body: dict[str, Any] = view.to_dict()
+    except TimeoutError:
+        body = {"ok": False, "error": f"no answer within {CLUSTER_VIEW_TIMEOUT_S:g} s"}
+    except Exception as exc:  # the agent's contract is "never raises"; a bug stays a line
+        body = {"ok": False, "error": f"internal error: {type(exc).__name__}"}
+    holder.cluster_view = (time.monotonic(), body)
+    return body
+
+
+async def page(request: web.Request) -> web.Response:
+    from sipwatch.status_page import render
+
+    holder = request.app[HOLDER]
+    daemon = holder.daemon
+    if daemon is None:
+        body = render({"verdict": None})
+    else:
+        node = daemon.agent.node if daemon.agent is not None else _hostname()
+        body = render(daemon.status(), await _cluster_view(holder), node=node)
+    return web.Response(text=body, content_type="text/html", charset="utf-8")
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
 async def metrics(request: web.Request) -> web.Response:
     holder = request.app[HOLDER]
     if holder.daemon is not None:
@@ -199,6 +250,7 @@ def make_app(holder: Holder) -> web.Application:
     # Requests are GETs with no body: 8 KiB is plenty, and bounds a hostile client.
     app = web.Application(client_max_size=8192)
     app[HOLDER] = holder
+    app.router.add_get("/", page)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/active", active)

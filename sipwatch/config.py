@@ -91,6 +91,18 @@ class DaemonSettings(BaseModel):
     # The verdict where a shell reads it with builtins (sipwatch/verdict_file.py): the OCF
     # shim's monitor and keepalived's vrrp_script. "" turns it off.
     verdict_file: str = Field(DEFAULT_VERDICT_FILE, max_length=4096)
+    # Securing the endpoint (sipwatch/http_security.py): TLS, and basic auth from a file of
+    # name:bcrypt-hash lines; the paths in http_open_paths stay open for load balancers.
+    http_tls_cert_file: str = Field("", max_length=4096)
+    http_tls_key_file: str = Field("", max_length=4096)
+    http_users_file: str = Field("", max_length=4096)
+    http_open_paths: list[str] = Field(default_factory=lambda: ["/livez", "/readyz", "/active"])
+
+    @model_validator(mode="after")
+    def _tls_needs_both_files(self) -> DaemonSettings:
+        if bool(self.http_tls_cert_file) != bool(self.http_tls_key_file):
+            raise ValueError("http_tls_cert_file and http_tls_key_file go together")
+        return self
 
 
 class Settings(BaseSettings):

@@ -17,7 +17,9 @@ runs in its own tasks and never waits on a client.
 from __future__ import annotations
 
 import json
+import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -246,9 +248,9 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
-def make_app(holder: Holder) -> web.Application:
+def make_app(holder: Holder, middlewares: Sequence[Any] = ()) -> web.Application:
     # Requests are GETs with no body: 8 KiB is plenty, and bounds a hostile client.
-    app = web.Application(client_max_size=8192)
+    app = web.Application(client_max_size=8192, middlewares=list(middlewares))
     app[HOLDER] = holder
     app.router.add_get("/", page)
     app.router.add_get("/livez", livez)
@@ -259,10 +261,17 @@ def make_app(holder: Holder) -> web.Application:
     return app
 
 
-async def start_server(holder: Holder, host: str, port: int) -> web.AppRunner:
+async def start_server(
+    holder: Holder,
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    middlewares: Sequence[Any] = (),
+) -> web.AppRunner:
     runner = web.AppRunner(
-        make_app(holder), access_log=None, keepalive_timeout=15, shutdown_timeout=2
+        make_app(holder, middlewares), access_log=None, keepalive_timeout=15, shutdown_timeout=2
     )
     await runner.setup()
-    await web.TCPSite(runner, host, port, backlog=64).start()
+    await web.TCPSite(runner, host, port, backlog=64, ssl_context=ssl_context).start()
     return runner

@@ -243,6 +243,10 @@ async def _main(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         runner = await _start_http(settings, holder, log)
+    except ConfigError as exc:
+        log.error("event=config_invalid error=%r", str(exc))
+        print(f"sipwatch: {exc}")
+        return EXIT_CONFIG
     except OSError:
         return EXIT_CONFIG
     try:
@@ -256,12 +260,22 @@ async def _start_http(settings: Settings, holder: Holder, log: logging.Logger) -
     """The HTTP endpoint's runner, or None when it is off. A bind failure is logged and
     re-raised (exit 6: the configured address is unusable)."""
     from sipwatch.http import start_server
+    from sipwatch.http_security import BasicAuth, load_users, tls_context
 
     d = settings.daemon
     if not d.http_port:
         return None
+    context = (
+        tls_context(d.http_tls_cert_file, d.http_tls_key_file) if d.http_tls_cert_file else None
+    )
+    middlewares = []
+    if d.http_users_file:
+        auth = BasicAuth(load_users(d.http_users_file), frozenset(d.http_open_paths))
+        middlewares.append(auth.middleware)
     try:
-        runner = await start_server(holder, d.http_host, d.http_port)
+        runner = await start_server(
+            holder, d.http_host, d.http_port, ssl_context=context, middlewares=middlewares
+        )
     except OSError as exc:
         log.error(
             "event=http_bind_failed host=%s port=%d error=%r",
@@ -270,7 +284,13 @@ async def _start_http(settings: Settings, holder: Holder, log: logging.Logger) -
             exc.strerror,
         )
         raise
-    log.info("event=http_listening host=%s port=%d", d.http_host, d.http_port)
+    log.info(
+        "event=http_listening host=%s port=%d tls=%s auth=%s",
+        d.http_host,
+        d.http_port,
+        context is not None,
+        bool(middlewares),
+    )
     return runner
 
 

@@ -27,6 +27,7 @@ from sipwatch.model import Decision, Outcome, ProbeResult, Verdict
 from sipwatch.policy import Policy, PolicyState, decide, initial_state, observe
 from sipwatch.probes import run_probe
 from sipwatch.probes._sip import ProbeContext
+from sipwatch.trace import Trace, tracing
 
 if TYPE_CHECKING:
     from sipwatch.cluster.agents import ClusterAgent
@@ -156,6 +157,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self.side_tasks = list(side_tasks)
         self._exit_watches: dict[int, int] = {}  # PBX main pid -> its pidfd
+        self.traces: dict[str, Trace] = {}  # each probe's last run, for /probes/NAME/trace
         self._rng = random.Random()
 
     def adopt(self, old: Daemon) -> None:
@@ -168,6 +170,7 @@ class Daemon:
         self.ctx = replace(self.ctx, memory=old.ctx.memory)
         self.last = {k: v for k, v in old.last.items() if k in names}
         self.stats = {k: v for k, v in old.stats.items() if k in names}
+        self.traces = {k: v for k, v in old.traces.items() if k in names}
         self.started_wall = old.started_wall
         self._acted = old._acted
         self._acted_at, self._acted_ok = old._acted_at, old._acted_ok
@@ -260,7 +263,11 @@ class Daemon:
             from dataclasses import replace
 
             spec = replace(spec, timeout_s=limit)
-        return await run_probe(spec, self.ctx)
+        with tracing(spec.name) as trace:
+            result = await run_probe(spec, self.ctx)
+        trace.outcome = str(result.outcome)
+        self.traces[spec.name] = trace
+        return result
 
     async def _watch_vip(self, address: str, stop: asyncio.Event) -> None:
         from sipwatch.probes.vip import watch_vip

@@ -6,6 +6,7 @@
     GET /active   200 only when ready AND this node holds the VIP/PBX role (HAProxy httpchk)
     GET /status   JSON: verdict, score, reasons, each probe's last result, latency, history,
                   actions taken or refused
+    GET /probes/NAME/trace  the probe's last run: every SIP message, in order (text, masked)
     GET /metrics  Prometheus exposition (prometheus-client, a registry of our own)
 
 Owns: the aiohttp application and the metrics. Must not know: probing or policy logic; it
@@ -233,6 +234,17 @@ async def page(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="text/html", charset="utf-8")
 
 
+async def probe_trace(request: web.Request) -> web.Response:
+    daemon = request.app[HOLDER].daemon
+    name = request.match_info["name"]
+    if daemon is None or name not in {s.name for s in daemon.specs}:
+        return web.Response(status=404, text=f"no probe named {name!r}\n")
+    trace = daemon.traces.get(name)
+    if trace is None:
+        return web.Response(status=404, text=f"probe {name!r} has not run yet\n")
+    return web.Response(text=trace.render())
+
+
 def _hostname() -> str:
     import socket
 
@@ -258,6 +270,7 @@ def make_app(holder: Holder, middlewares: Sequence[Any] = ()) -> web.Application
     app.router.add_get("/active", active)
     app.router.add_get("/status", status)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/probes/{name}/trace", probe_trace)
     return app
 
 

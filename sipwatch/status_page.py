@@ -12,6 +12,7 @@ import html
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 REFRESH_S = 5
 _COLOUR = {"green": "#1a7f37", "yellow": "#9a6700", "red": "#cf222e"}
@@ -93,7 +94,8 @@ def _probes(probes: Mapping[str, Mapping[str, Any]]) -> str:
         css = "ok" if outcome == "ok" else "bad"
         rtt = last.get("rtt_ms")
         rows.append(
-            f'<tr data-probe="{_e(name)}"><td>{_e(name)}</td><td>{_e(p.get("kind"))}</td>'
+            f'<tr data-probe="{_e(name)}"><td><a href="/probes/{_e(quote(name, safe=""))}/trace"'
+            f' title="the last run\'s SIP messages">{_e(name)}</a></td><td>{_e(p.get("kind"))}</td>'
             f'<td class="{css}">{_e(outcome)}</td>'
             f"<td>{_e(last.get('status_code') or '')}</td>"
             f"<td>{_e(f'{rtt:.1f} ms' if isinstance(rtt, int | float) else '')}</td>"

@@ -12,6 +12,7 @@ import asyncio
 from collections import deque
 from typing import TypeVar
 
+from sipwatch import trace
 from sipwatch.errors import SipParseError
 from sipwatch.sip.blocking import TlsOptions
 from sipwatch.sip.flows import Flow, NewDeadline
@@ -46,6 +47,9 @@ class SipConnection:
         self._loop = asyncio.get_running_loop()
         self.last_malformed: tuple[float, str] | None = None
         self.dead: tuple[str, str] | None = None  # (kind, detail) once the transport failed
+        # The probe run's trace (sipwatch/trace.py), if the caller keeps one; masked there.
+        self._trace = trace.current()
+        self._peer = ""
 
     @classmethod
     async def open(
@@ -62,6 +66,7 @@ class SipConnection:
         ws: WsOptions | None = None,
     ) -> SipConnection:
         conn = cls(None, timers or Timers())
+        conn._peer = f"{transport} {host}:{port}"
         conn.transport = await connect(
             transport,
             host,
@@ -115,7 +120,7 @@ class SipConnection:
         self.table.add(tx)
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._waiters[tx.key] = waiter
-        self.transport.send(tx.start(self._loop.time()))
+        self._send(tx.start(self._loop.time()))
         self._schedule(tx)
         try:
             await waiter
@@ -127,6 +132,11 @@ class SipConnection:
             if tx.state is State.TERMINATED:
                 self._forget(tx)
         return self._exchange(tx)
+
+    def _send(self, data: bytes) -> None:
+        if self._trace is not None:
+            self._trace.record("sent", self._peer, data)
+        self.transport.send(data)
 
     def _exchange(self, tx: ClientTransaction) -> Exchange:
         return tx.exchange(self._failures.pop(tx.key, None), self.last_malformed)
@@ -157,7 +167,7 @@ class SipConnection:
         self._handles.pop(tx.key, None)
         data = tx.on_timer(self._loop.time())
         if data is not None:
-            self.transport.send(data)
+            self._send(data)
         self._wake(tx)
         self._schedule(tx)
 
@@ -183,6 +193,8 @@ class SipConnection:
 
     # -- Listener (called by the transport) ------------------------------------------------------
     def on_message(self, message: Message) -> None:
+        if self._trace is not None:
+            self._trace.record("received", self._peer, message.to_bytes())
         if not isinstance(message, Response):
             self.table.stray_requests += 1  # we are a client only; requests are ignored
             return
@@ -197,6 +209,8 @@ class SipConnection:
 
     def on_malformed(self, error: SipParseError, branch: str | None) -> None:
         self.last_malformed = (self._loop.time(), str(error))
+        if self._trace is not None:
+            self._trace.record("note", self._peer, f"unparsable reply: {error}")
         if branch is None:
             return
         for tx in self.table.values():
@@ -204,6 +218,8 @@ class SipConnection:
                 self._fail(tx, "malformed", f"unparsable reply: {error}")
 
     def on_error(self, kind: str, detail: str) -> None:
+        if self._trace is not None:
+            self._trace.record("note", self._peer, f"transport {kind}: {detail}")
         # Before `open` returns (e.g. a WebSocket closed right after its upgrade) the
         # transport is not set yet: any failure then leaves the connection dead, too.
         if self.transport is None or self.transport.reliable:

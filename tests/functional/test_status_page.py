@@ -137,3 +137,50 @@ def test_the_status_page_in_chromium_follows_the_pbx(kam, tmp_path: Path) -> Non
         kam.clear_faults()
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_register_probe_trace_shows_the_exchange_and_no_secret(kam, tmp_path: Path) -> None:
+    """/probes/NAME/trace: REGISTER, the 401 challenge, the authorised REGISTER and its 200,
+    in order; the password and the real digest response never appear (nor in the log)."""
+    import re
+
+    from conftest import USERS
+
+    password = USERS["monitor"]
+    (tmp_path / "pw").write_text(password + "\n")
+    (tmp_path / "pw").chmod(0o600)
+    (tmp_path / "policy.toml").write_text(POLICY)
+    port = free_port("tcp")
+    cfg = tmp_path / "sipwatch.toml"
+    cfg.write_text(
+        f'policy = "policy.toml"\n[daemon]\nhttp_port = {port}\nverdict_file = ""\n'
+        f'[[probes]]\nname = "reg"\nkind = "sip_register"\nuri = "{kam.uri("udp")}"\n'
+        f'password_file = "{tmp_path / "pw"}"\ninterval_s = 0.5\ntimeout_s = 0.4\n'
+    )
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
+        )
+
+    def traced() -> str | None:
+        try:
+            status, text = get(port, "/probes/reg/trace")
+        except OSError:
+            return None
+        return text if status == 200 and "SIP/2.0 200" in text else None
+
+    try:
+        text = wait_for(traced, timeout_s=15)
+        assert get(port, "/probes/nope/trace")[0] == 404
+        page = get(port, "/")[1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    order = [m.group(0) for m in re.finditer(r"--> sent|<-- received", text)]
+    assert order[:4] == ["--> sent", "<-- received", "--> sent", "<-- received"], text
+    assert "SIP/2.0 401" in text and "Authorization: Digest" in text
+    assert 'response="***"' in text
+    assert not re.search(r'response="?[0-9a-f]{32}', text)
+    assert password not in text and password not in log.read_text() and password not in page
+    assert 'href="/probes/reg/trace"' in page

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import time
 from collections import deque
@@ -25,11 +24,11 @@ from typing import Any
 
 from sipwatch.model import Decision, Outcome, ProbeResult, Verdict
 from sipwatch.policy import Policy, PolicyState, decide, initial_state, observe
-from sipwatch.probes import run_probe
+from sipwatch.probes import kind_of, run_probe
 from sipwatch.probes._sip import ProbeContext
+from sipwatch.probes.kind import Watch
 
 log = logging.getLogger("sipwatch.daemon")
-EXIT_SETTLE_S = 0.05  # from the PBX's pidfd firing to re-probing (see _watch_exit)
 
 #: The deadline of a probe run is at most this share of its interval, so a run always ends
 #: before the next one is due.
@@ -133,7 +132,7 @@ class Daemon:
         # Watchers that run beside the probes for as long as this daemon runs (the quorum
         # guard): each is called with the daemon's stop event.
         self.side_tasks: list[Callable[[asyncio.Event], Awaitable[None]]] = []
-        self._exit_watches: dict[int, int] = {}  # PBX main pid -> its pidfd
+        self._watches: dict[str, Watch] = {}  # probe name -> its kind's wake-up source
         self._rng = random.Random()
 
     def adopt(self, old: Daemon) -> None:
@@ -161,16 +160,18 @@ class Daemon:
             for spec in self.specs:
                 self._wake[spec.name] = asyncio.Event()
                 group.create_task(self._probe_loop(spec, stop), name=f"probe:{spec.name}")
-            vip = next((s for s in self.specs if s.kind == "vip"), None)
-            if vip is not None:
-                group.create_task(self._watch_vip(vip.address, stop), name="vip-watch")
+            for spec in self.specs:  # the kinds' wake-up sources (VIP moves, PBX exits)
+                wake = kind_of(spec).wake
+                if wake is not None:
+                    watch = self._watches[spec.name] = wake(spec, self.wake_all)
+                    group.create_task(self._guarded(watch.run, stop), name=f"wake:{spec.name}")
             for side in self.side_tasks:
                 name = getattr(side, "__qualname__", "side")
                 group.create_task(self._guarded(side, stop), name=name)
             await stop.wait()
             for event in self._wake.values():
                 event.set()  # sleeping loops notice `stop` at once
-        self._unwatch_exits()
+        self._watches.clear()
         if self._tasks:  # actions in flight: let them finish (each call has its own timeout)
             await asyncio.gather(*self._tasks, return_exceptions=True)
         log.info("event=daemon_stopped")
@@ -243,66 +244,6 @@ class Daemon:
             spec = replace(spec, timeout_s=limit)
         return await run_probe(spec, self.ctx)
 
-    async def _watch_vip(self, address: str, stop: asyncio.Event) -> None:
-        from sipwatch.probes.vip import watch_vip
-
-        events = watch_vip(address)
-        try:
-            while not stop.is_set():
-                next_event = asyncio.ensure_future(anext(events))
-                stopped = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait(
-                    {next_event, stopped}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if next_event not in done:
-                    next_event.cancel()
-                    stopped.cancel()
-                    return
-                stopped.cancel()
-                event = next_event.result()
-                self.wake_all(f"vip {getattr(event, 'reason', 'changed')}")
-        except StopAsyncIteration:
-            return
-        except Exception:  # netlink unavailable (no permission...): probes still run
-            log.exception("event=vip_watch_failed address=%s", address)
-        finally:
-            with contextlib.suppress(Exception):
-                await events.aclose()  # type: ignore[attr-defined]
-
-    def _watch_exit(self, result: ProbeResult) -> None:
-        """Arm a pidfd (Linux >= 5.3) on the PBX main process a pbx_process probe found
-        running: when it exits, every probe runs at once, so a crash is judged within
-        milliseconds instead of at the next interval. Without pidfds (old kernel, another
-        PID namespace) the interval still covers it."""
-        pid = result.extra.get("pid") if result.extra.get("running") else None
-        if not isinstance(pid, int) or pid in self._exit_watches:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            fd = os.pidfd_open(pid)
-        except (OSError, AttributeError):
-            return
-
-        def exited() -> None:
-            loop.remove_reader(fd)
-            os.close(fd)
-            self._exit_watches.pop(pid, None)
-            # The pidfd is readable a moment before /proc shows the process as a zombie
-            # (the kernel notifies, then sets the exit state): probes run at once would
-            # still see it running. 50 ms is far beyond that window.
-            loop.call_later(EXIT_SETTLE_S, self.wake_all, f"pbx pid {pid} exited")
-
-        loop.add_reader(fd, exited)
-        self._exit_watches[pid] = fd
-
-    def _unwatch_exits(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            loop = asyncio.get_running_loop()
-            for fd in self._exit_watches.values():
-                loop.remove_reader(fd)
-                os.close(fd)
-        self._exit_watches.clear()
-
     # -- results and decisions ------------------------------------------------------------------
     def record(self, result: ProbeResult) -> Decision:
         """Fold one result into the state, decide, and act if the verdict changed."""
@@ -332,9 +273,9 @@ class Daemon:
                 else alpha * result.rtt_ms + (1 - alpha) * stats.ewma_ms
             )
         self._log_result(result, stats, now)
-        if result.kind == "pbx_process":
-            with contextlib.suppress(RuntimeError):  # no running loop: tests feeding results
-                self._watch_exit(result)
+        watch = self._watches.get(result.probe)
+        if watch is not None:
+            watch.seen(result)
         self.state = observe(self.state, result, self.policy, now)
         previous = self.decision
         self.decision = decide(self.state, self.policy, now)

@@ -215,9 +215,10 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     if len(specs) == 1 and not args.config and not args.force_asyncio:
         # One probe of an IP literal: run it without asyncio (whose import alone costs
         # more than sipsak's whole run). Same flows, same transaction code.
-        from sipwatch.probes import BLOCKING
+        from sipwatch.probes import kind_of
 
-        quick = BLOCKING[specs[0].kind](specs[0], ctx)
+        probe_now = kind_of(specs[0]).probe_now
+        quick = probe_now(specs[0], ctx) if probe_now is not None else None
         if quick is not None:
             results = [quick]
     if not results:

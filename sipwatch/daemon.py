@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import time
 from collections import deque
@@ -25,8 +24,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sipwatch.model import Decision, Outcome, ProbeResult, Verdict
 from sipwatch.policy import Policy, PolicyState, decide, initial_state, observe
-from sipwatch.probes import run_probe
+from sipwatch.probes import kind_of, run_probe
 from sipwatch.probes._sip import ProbeContext
+from sipwatch.probes.kind import ProbeSpecBase, Watch
 from sipwatch.trace import Trace, tracing
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from sipwatch.cluster.audit import AuditRecord
 
 log = logging.getLogger("sipwatch.daemon")
-EXIT_SETTLE_S = 0.05  # from the PBX's pidfd firing to re-probing (see _watch_exit)
 
 #: The deadline of a probe run is at most this share of its interval, so a run always ends
 #: before the next one is due.
@@ -118,7 +117,7 @@ class Daemon:
 
     def __init__(
         self,
-        specs: Sequence[Any],
+        specs: Sequence[ProbeSpecBase],
         ctx: ProbeContext,
         policy: Policy,
         *,
@@ -156,7 +155,7 @@ class Daemon:
         self._last_logged: tuple[str, ...] | None = None  # the last event=action line's gist
         self._tasks: set[asyncio.Task[None]] = set()
         self.side_tasks = list(side_tasks)
-        self._exit_watches: dict[int, int] = {}  # PBX main pid -> its pidfd
+        self._watches: dict[str, Watch] = {}  # probe name -> its kind's wake-up source
         self.traces: dict[str, Trace] = {}  # each probe's last run, for /probes/NAME/trace
         self._rng = random.Random()
 
@@ -186,15 +185,18 @@ class Daemon:
             for spec in self.specs:
                 self._wake[spec.name] = asyncio.Event()
                 group.create_task(self._probe_loop(spec, stop), name=f"probe:{spec.name}")
-            vip = next((s for s in self.specs if s.kind == "vip"), None)
-            if vip is not None:
-                group.create_task(self._watch_vip(vip.address, stop), name="vip-watch")
+            for spec in self.specs:  # the kinds' wake-up sources (VIP moves, PBX exits)
+                wake = kind_of(spec).wake
+                if wake is not None:
+                    watch = self._watches[spec.name] = wake(spec, self.wake_all)
+                    side = SideTask(f"wake:{spec.name}", watch.run)
+                    group.create_task(self._guarded(side, stop), name=side.name)
             for side in self.side_tasks:
                 group.create_task(self._guarded(side, stop), name=side.name)
             await stop.wait()
             for event in self._wake.values():
                 event.set()  # sleeping loops notice `stop` at once
-        self._unwatch_exits()
+        self._watches.clear()
         if self._tasks:  # actions in flight: let them finish (each call has its own timeout)
             await asyncio.gather(*self._tasks, return_exceptions=True)
         log.info("event=daemon_stopped")
@@ -214,7 +216,7 @@ class Daemon:
         for event in self._wake.values():
             event.set()
 
-    async def _probe_loop(self, spec: Any, stop: asyncio.Event) -> None:
+    async def _probe_loop(self, spec: ProbeSpecBase, stop: asyncio.Event) -> None:
         wake = self._wake[spec.name]
         # Spread the first runs over the first interval so probes don't all fire together.
         delay = self._rng.uniform(0, min(spec.interval_s, 1.0) * self.options.jitter)
@@ -228,7 +230,7 @@ class Daemon:
             self.record(result)
             delay = self._next_delay(spec, result)
 
-    def _next_delay(self, spec: Any, result: ProbeResult) -> float:
+    def _next_delay(self, spec: ProbeSpecBase, result: ProbeResult) -> float:
         """When the probe runs next: its interval (stretched by jitter), or — while a failure
         is not yet confirmed — after the policy's `confirm_interval_s` (HAProxy's fastinter):
         a confirmed failure then costs about `fall` x the probe's deadline, not `fall` x
@@ -256,78 +258,18 @@ class Daemon:
         recent.append(now)
         return min(rule.confirm_interval_s, normal)
 
-    async def _run_one(self, spec: Any) -> ProbeResult:
+    async def _run_one(self, spec: ProbeSpecBase) -> ProbeResult:
         # The spec's own timeout, but never longer than most of its interval.
         limit = min(spec.timeout_s, spec.interval_s * DEADLINE_SHARE)
         if limit < spec.timeout_s:
             from dataclasses import replace
 
-            spec = replace(spec, timeout_s=limit)
+            spec = replace(spec, timeout_s=limit)  # type: ignore[type-var]  # specs are dataclasses
         with tracing(spec.name) as trace:
             result = await run_probe(spec, self.ctx)
         trace.outcome = str(result.outcome)
         self.traces[spec.name] = trace
         return result
-
-    async def _watch_vip(self, address: str, stop: asyncio.Event) -> None:
-        from sipwatch.probes.vip import watch_vip
-
-        events = watch_vip(address)
-        try:
-            while not stop.is_set():
-                next_event = asyncio.ensure_future(anext(events))
-                stopped = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait(
-                    {next_event, stopped}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if next_event not in done:
-                    next_event.cancel()
-                    stopped.cancel()
-                    return
-                stopped.cancel()
-                event = next_event.result()
-                self.wake_all(f"vip {getattr(event, 'reason', 'changed')}")
-        except StopAsyncIteration:
-            return
-        except Exception:  # netlink unavailable (no permission...): probes still run
-            log.exception("event=vip_watch_failed address=%s", address)
-        finally:
-            with contextlib.suppress(Exception):
-                await events.aclose()  # type: ignore[attr-defined]
-
-    def _watch_exit(self, result: ProbeResult) -> None:
-        """Arm a pidfd (Linux >= 5.3) on the PBX main process a pbx_process probe found
-        running: when it exits, every probe runs at once, so a crash is judged within
-        milliseconds instead of at the next interval. Without pidfds (old kernel, another
-        PID namespace) the interval still covers it."""
-        pid = result.extra.get("pid") if result.extra.get("running") else None
-        if not isinstance(pid, int) or pid in self._exit_watches:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            fd = os.pidfd_open(pid)
-        except (OSError, AttributeError):
-            return
-
-        def exited() -> None:
-            loop.remove_reader(fd)
-            os.close(fd)
-            self._exit_watches.pop(pid, None)
-            # The pidfd is readable a moment before /proc shows the process as a zombie
-            # (the kernel notifies, then sets the exit state): probes run at once would
-            # still see it running. 50 ms is far beyond that window.
-            loop.call_later(EXIT_SETTLE_S, self.wake_all, f"pbx pid {pid} exited")
-
-        loop.add_reader(fd, exited)
-        self._exit_watches[pid] = fd
-
-    def _unwatch_exits(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            loop = asyncio.get_running_loop()
-            for fd in self._exit_watches.values():
-                loop.remove_reader(fd)
-                os.close(fd)
-        self._exit_watches.clear()
 
     # -- results and decisions ------------------------------------------------------------------
     def record(self, result: ProbeResult) -> Decision:
@@ -358,9 +300,9 @@ class Daemon:
                 else alpha * result.rtt_ms + (1 - alpha) * stats.ewma_ms
             )
         self._log_result(result, stats, now)
-        if result.kind == "pbx_process":
-            with contextlib.suppress(RuntimeError):  # no running loop: tests feeding results
-                self._watch_exit(result)
+        watch = self._watches.get(result.probe)
+        if watch is not None:
+            watch.seen(result)
         self.state = observe(self.state, result, self.policy, now)
         previous = self.decision
         self.decision = decide(self.state, self.policy, now)

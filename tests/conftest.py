@@ -116,14 +116,16 @@ def run(request: pytest.FixtureRequest):
     blocking one (one-shot CLI on IP literals). Both must report the same things."""
     import asyncio
 
-    from sipwatch.probes import BLOCKING, run_probe
+    from sipwatch.probes import kind_of, run_probe
     from sipwatch.probes._sip import ProbeContext
 
     async def go(spec, ctx: ProbeContext | None = None):
         ctx = ctx or ProbeContext()
         if request.param == "asyncio":
             return await run_probe(spec, ctx)
-        result = await asyncio.to_thread(BLOCKING[spec.kind], spec, ctx)
+        probe_now = kind_of(spec).probe_now
+        assert probe_now is not None, f"{spec.kind} has no blocking driver"
+        result = await asyncio.to_thread(probe_now, spec, ctx)
         assert result is not None, "the blocking driver must take IP-literal URIs"
         return result
 

@@ -14,7 +14,7 @@ keep what it runs.
 
 Owns: watching corosync's quorum (`corosync-quorumtool -m`, line-buffered through `stdbuf`,
 restarted with a bounded backoff when it exits), parsing its output (pure), the release
-itself (pyroute2), and its audit record. Must not know: the policy engine or SIP.
+itself (sipwatch.netlink), and its audit record. Must not know: the policy engine or SIP.
 
     [cluster]
     release_vip_without_quorum = true   # default false
@@ -32,7 +32,6 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from sipwatch.cluster.audit import ActionOutcome, AuditLog, AuditRecord
 
@@ -178,7 +177,7 @@ class QuorumGuard:
     async def release(self) -> AuditRecord | None:
         """Remove the VIP if this node holds it and no-quorum-policy says the partition stops
         its resources. Returns the audit record of what was done (None: nothing to do)."""
-        from sipwatch.probes.vip import vip_state
+        from sipwatch.netlink import delete_address, vip_state
 
         policy = self.policy
         started = asyncio.get_running_loop().time()
@@ -206,7 +205,7 @@ class QuorumGuard:
         if self.dry_run:
             return self._record(ActionOutcome.WOULD, f"release {where}", why, started, dry=True)
         try:
-            await _delete_address(self.address, state.ifindex, state.prefixlen)
+            await delete_address(self.address, state.ifindex, state.prefixlen)
         except OSError as exc:
             return self._record(
                 ActionOutcome.FAILED, f"release {where}", f"{why}; netlink: {exc}", started
@@ -246,19 +245,3 @@ class QuorumGuard:
             detail,
         )
         return record
-
-
-async def _delete_address(address: str, ifindex: Any, prefixlen: Any) -> None:
-    """`ip addr del ADDRESS/PREFIX dev IFINDEX` over rtnetlink. An address already gone
-    (Pacemaker's stop won the race) is not an error."""
-    from pyroute2 import AsyncIPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    conn = AsyncIPRoute()
-    try:
-        await conn.addr("del", index=ifindex, address=address, prefixlen=prefixlen)
-    except NetlinkError as exc:
-        if exc.code != 99:  # EADDRNOTAVAIL: not there any more
-            raise OSError(exc.code, str(exc)) from None
-    finally:
-        conn.close()

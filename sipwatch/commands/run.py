@@ -174,7 +174,9 @@ def _make_quorum_guard(settings: Settings, daemon: Daemon) -> QuorumGuard | None
     if not c.release_vip_without_quorum:
         return None
     # Settings checked at load time that a vip probe exists.
-    vip = next(p for p in settings.probes if p.kind == "vip")
+    from sipwatch.probes.vip import VipSpec
+
+    vip = next(p for p in settings.probes if isinstance(p, VipSpec))
     from sipwatch.cluster.pacemaker import PacemakerTools, ToolPolicy
     from sipwatch.cluster.quorum import QuorumGuard, quorum_argv
 

@@ -1,4 +1,4 @@
-"""Probes: one module per kind, one signature, a read-only registry.
+"""Probes: one module per kind, each exporting one declaration, `KIND` (a ProbeKind).
 
     async def probe(spec, ctx) -> ProbeResult
 
@@ -6,64 +6,72 @@ A probe never raises: whatever goes wrong becomes a ProbeResult whose outcome sa
 failed. `run_probe` enforces that for every kind, with a hard deadline and a catch-all that
 turns a bug into a loud `local_error` (which never counts toward failover).
 
-The registry imports a probe's module on first use, so a one-shot CLI run pays only for the
-kind it runs (and SIP probes on IP literals can run without asyncio: `probe_now`).
+`KIND_MODULES` is the one list of kinds: a new kind is a module and a line there; the config
+union (sipwatch.config) and `kinds()` are built from it. A spec finds its kind through the
+module that defines its class (`kind_of`), so a one-shot CLI run imports only the kind it
+runs (and SIP probes on IP literals can run without asyncio: `ProbeKind.probe_now`).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+import sys
 from typing import Any
 
 from sipwatch.model import Outcome, ProbeResult
 from sipwatch.probes._sip import ProbeContext
+from sipwatch.probes.kind import ProbeKind, ProbeSpecBase
 
-ProbeFn = Callable[[Any, ProbeContext], Awaitable[ProbeResult]]
-
-#: kind -> (module, spec class name). One line per probe kind.
-_KINDS: dict[str, tuple[str, str]] = {
-    "sip_options": ("sipwatch.probes.sip_options", "SipOptionsSpec"),
-    "sip_register": ("sipwatch.probes.sip_register", "SipRegisterSpec"),
-    "via_vip_sip": ("sipwatch.probes.via_vip", "ViaVipSipSpec"),
-    "from_vip": ("sipwatch.probes.from_vip", "FromVipSpec"),
-    "pbx_process": ("sipwatch.probes.pbx_process", "PbxProcessSpec"),
-    "vip": ("sipwatch.probes.vip", "VipSpec"),
-    "drbd": ("sipwatch.probes.drbd", "DrbdSpec"),
-}
-
-
-class _Registry(Mapping[str, Any]):
-    """Read-only kind -> attribute of the kind's module, imported on first use."""
-
-    def __init__(self, attribute: str | None) -> None:
-        self._attribute = attribute
-
-    def __getitem__(self, kind: str) -> Any:
-        module_name, spec_name = _KINDS[kind]
-        module = importlib.import_module(module_name)
-        return getattr(module, self._attribute or spec_name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_KINDS)
-
-    def __len__(self) -> int:
-        return len(_KINDS)
+#: Every probe kind's module, each exporting `KIND`. One line per probe kind.
+KIND_MODULES: tuple[str, ...] = (
+    "sipwatch.probes.sip_options",
+    "sipwatch.probes.sip_register",
+    "sipwatch.probes.via_vip",
+    "sipwatch.probes.from_vip",
+    "sipwatch.probes.pbx_process",
+    "sipwatch.probes.vip",
+    "sipwatch.probes.drbd",
+)
 
 
-REGISTRY: Mapping[str, ProbeFn] = _Registry("probe")
-SPECS: Mapping[str, type] = _Registry(None)
-BLOCKING: Mapping[str, Callable[[Any, ProbeContext], ProbeResult | None]] = _Registry("probe_now")
+def _declared(module_name: str) -> ProbeKind[Any] | None:
+    declared = getattr(importlib.import_module(module_name), "KIND", None)
+    return declared if isinstance(declared, ProbeKind) else None
+
+
+def kinds() -> dict[str, ProbeKind[Any]]:
+    """kind name -> its declaration, for every module in KIND_MODULES (imports them all).
+    `Any`: each declaration is generic over its own spec class; `kind_of` pairs them."""
+    found: dict[str, ProbeKind[Any]] = {}
+    for module_name in KIND_MODULES:
+        declared = _declared(module_name)
+        if declared is None:
+            raise TypeError(f"{module_name} exports no KIND = ProbeKind(...)")
+        if declared.name in found:
+            raise TypeError(f"probe kind {declared.name!r} is declared twice")
+        found[declared.name] = declared
+    return found
+
+
+def kind_of(spec: ProbeSpecBase) -> ProbeKind[Any]:
+    """The declaration of a spec's kind. The module defining the spec's class exports it,
+    and is imported already (the spec exists): nothing else is imported."""
+    module = sys.modules.get(type(spec).__module__)
+    declared = getattr(module, "KIND", None)
+    if isinstance(declared, ProbeKind) and declared.spec is type(spec):
+        return declared
+    return kinds()[spec.kind]
+
 
 #: Slack over a spec's timeout_s before run_probe gives up on the probe itself (REGISTER's
 #: unregister gets one more timeout_s of its own).
 _GRACE_S = 1.0
 
 
-async def run_probe(spec: Any, ctx: ProbeContext) -> ProbeResult:
+async def run_probe(spec: ProbeSpecBase, ctx: ProbeContext) -> ProbeResult:
     import asyncio
 
-    fn = REGISTRY[spec.kind]
+    fn = kind_of(spec).probe
     hard_limit = 2 * spec.timeout_s + _GRACE_S
     try:
         return await asyncio.wait_for(fn(spec, ctx), hard_limit)
@@ -88,4 +96,12 @@ async def run_probe(spec: Any, ctx: ProbeContext) -> ProbeResult:
         )
 
 
-__all__ = ["BLOCKING", "REGISTRY", "SPECS", "ProbeContext", "ProbeFn", "run_probe"]
+__all__ = [
+    "KIND_MODULES",
+    "ProbeContext",
+    "ProbeKind",
+    "ProbeSpecBase",
+    "kind_of",
+    "kinds",
+    "run_probe",
+]

@@ -26,6 +26,7 @@ from sipwatch.errors import (
 from sipwatch.model import Outcome, ProbeResult
 from sipwatch.numbers import ascii_int
 from sipwatch.probes._memory import ProbeMemory
+from sipwatch.probes.kind import check_timing
 from sipwatch.sip.blocking import TlsOptions
 from sipwatch.sip.flows import Flow, SentBy
 from sipwatch.sip.target import (
@@ -125,10 +126,7 @@ class SipProbeSpec:
             uri = SipUri(
                 uri.host, uri.scheme, uri.user, uri.port, (*params, ("transport", transport))
             )
-        if not 0 < self.timeout_s <= 64:
-            raise ValueError("timeout_s must be > 0 and <= 64")
-        if self.interval_s <= 0:
-            raise ValueError("interval_s must be > 0")
+        check_timing(self.timeout_s, self.interval_s, max_timeout_s=64)
         if self.password_file and self.password_env:
             raise ValueError("give password_file or password_env, not both")
         if (self.password_file or self.password_env) and not (self.user or uri.user):

@@ -41,6 +41,7 @@ from typing import Any, Literal
 from sipwatch.model import EXTRA_MISSING_TOOL, Outcome, ProbeResult
 from sipwatch.probes._command import DENIED, FAILED, MISSING, TIMEOUT, run_command
 from sipwatch.probes._sip import FORBID_EXTRA, ProbeContext
+from sipwatch.probes.kind import ProbeKind, check_timing
 
 UP_TO_DATE = "UpToDate"
 CONNECTED = "Connected"
@@ -68,10 +69,7 @@ class DrbdSpec:
     def __post_init__(self) -> None:
         if not self.command or not all(isinstance(a, str) and a for a in self.command):
             raise ValueError("command must be a non-empty list of non-empty strings")
-        if not 0 < self.timeout_s <= 60:
-            raise ValueError("timeout_s must be > 0 and <= 60")
-        if self.interval_s <= 0:
-            raise ValueError("interval_s must be > 0")
+        check_timing(self.timeout_s, self.interval_s)
         if self.resource is not None and not self.resource.strip():
             raise ValueError("resource must not be empty (omit it to check every resource)")
         if not self.name:
@@ -401,6 +399,4 @@ async def probe(spec: DrbdSpec, ctx: ProbeContext) -> ProbeResult:
     )
 
 
-def probe_now(spec: object, ctx: ProbeContext) -> ProbeResult | None:
-    """No blocking variant: returning None makes callers use the asyncio one."""
-    return None
+KIND = ProbeKind(name="drbd", spec=DrbdSpec, probe=probe)

@@ -1,7 +1,7 @@
 """`from_vip`: on the node holding the VIP, can an IVR or Queue server be reached *from* the
 VIP? The server answers the PBX at the VIP, so this is the path its replies take back.
 
-Owns: checking the VIP is held here (netlink, see `vip`), then either an OPTIONS from a
+Owns: checking the VIP is held here (sipwatch.netlink), then either an OPTIONS from a
 socket bound to the VIP (`method = "sip"`, the SIP layer with `source_address`) or a TCP
 connect from the VIP to the server's SIP port (`method = "tcp"`). Must not know: the PBX
 (nothing here passes through it; `via_vip_sip` covers VIP -> PBX -> server).
@@ -25,6 +25,7 @@ from typing import Literal
 from sipwatch.errors import SipError
 from sipwatch.model import Outcome, ProbeResult
 from sipwatch.probes._sip import ProbeContext, SipProbeSpec, base_result, probe_targets
+from sipwatch.probes.kind import ProbeKind
 from sipwatch.probes.sip_options import flow as options_flow
 from sipwatch.sip.blocking import classify_os_error
 
@@ -99,7 +100,7 @@ async def _tcp_connect(spec: FromVipSpec, ctx: ProbeContext) -> ProbeResult:
 
 
 async def probe(spec: FromVipSpec, ctx: ProbeContext) -> ProbeResult:
-    from sipwatch.probes.vip import vip_state
+    from sipwatch.netlink import vip_state
 
     assert spec.source_address is not None
     method = "OPTIONS" if spec.method == "sip" else "TCP"
@@ -139,6 +140,4 @@ async def probe(spec: FromVipSpec, ctx: ProbeContext) -> ProbeResult:
     )
 
 
-def probe_now(spec: FromVipSpec, ctx: ProbeContext) -> ProbeResult | None:
-    """No blocking variant: returning None makes callers use the asyncio one."""
-    return None
+KIND = ProbeKind(name="from_vip", spec=FromVipSpec, probe=probe)

@@ -20,6 +20,8 @@ Outcomes:
               means starting it; where the PBX runs on every node and only the VIP moves,
               a node without a running PBX cannot serve.
     local_error  bad pidfile path permissions, psutil missing, nothing to search by
+Wake-up: each run that finds the PBX arms a pidfd on its main process (`exit_watch`): its
+exit makes every probe run at once (sipwatch.probes._wake).
 Restarts: `extra["restarts"]` counts main-process changes (PID or start time) seen by this
 memory (`ProbeContext.memory`, kept by the daemon; empty for one-shot runs), and
 `extra["previous_pid"]` names the one before. CPU percent needs a previous run too.
@@ -35,6 +37,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from sipwatch.model import Outcome, ProbeResult
 from sipwatch.numbers import ascii_int
 from sipwatch.probes._sip import FORBID_EXTRA, ProbeContext
+from sipwatch.probes._wake import ExitWatch
+from sipwatch.probes.kind import ProbeKind, WakeAll, check_timing
 
 if TYPE_CHECKING:
     import psutil
@@ -67,10 +71,7 @@ class PbxProcessSpec:
             )
         if self.listen_port is not None and not 0 < self.listen_port < 65536:
             raise ValueError("listen_port must be 1..65535")
-        if not 0 < self.timeout_s <= 60:
-            raise ValueError("timeout_s must be > 0 and <= 60")
-        if self.interval_s <= 0:
-            raise ValueError("interval_s must be > 0")
+        check_timing(self.timeout_s, self.interval_s)
         pattern = None
         if self.cmdline_regex is not None:
             try:
@@ -387,6 +388,15 @@ async def probe(spec: PbxProcessSpec, ctx: ProbeContext) -> ProbeResult:
     return await asyncio.to_thread(_observe, spec, memory)
 
 
-def probe_now(spec: object, ctx: ProbeContext) -> ProbeResult | None:
-    """No blocking variant: returning None makes callers use the asyncio one."""
-    return None
+def _running_pid(result: ProbeResult) -> int | None:
+    pid = result.extra.get("pid") if result.extra.get("running") else None
+    return pid if isinstance(pid, int) else None
+
+
+def exit_watch(spec: PbxProcessSpec, wake_all: WakeAll) -> ExitWatch:
+    """A pidfd on the main process each run finds: when the PBX exits, every probe runs at
+    once, so a crash is judged within milliseconds instead of at the next interval."""
+    return ExitWatch(wake_all, _running_pid, "pbx")
+
+
+KIND = ProbeKind(name="pbx_process", spec=PbxProcessSpec, probe=probe, wake=exit_watch)

@@ -19,6 +19,7 @@ from sipwatch.probes._sip import (
     probe_blocking,
     probe_targets,
 )
+from sipwatch.probes.kind import ProbeKind
 from sipwatch.sip.flows import Flow, SentBy, new_call_id, new_tag, with_auth
 from sipwatch.sip.message import Request, build_request, format_hostport
 from sipwatch.sip.target import Target
@@ -83,3 +84,6 @@ async def probe(spec: SipOptionsSpec, ctx: ProbeContext) -> ProbeResult:
 def probe_now(spec: SipOptionsSpec, ctx: ProbeContext) -> ProbeResult | None:
     """Blocking, asyncio-free run for one-shot use; None if the URI needs DNS."""
     return probe_blocking(spec, ctx, METHOD, lambda t, tr, lo: flow(spec, ctx, t, tr, lo))
+
+
+KIND = ProbeKind(name="sip_options", spec=SipOptionsSpec, probe=probe, probe_now=probe_now)

@@ -23,6 +23,7 @@ from sipwatch.probes._sip import (
     probe_blocking,
     probe_targets,
 )
+from sipwatch.probes.kind import ProbeKind
 from sipwatch.sip.flows import (
     Flow,
     NewDeadline,
@@ -200,3 +201,6 @@ async def probe(spec: SipRegisterSpec, ctx: ProbeContext) -> ProbeResult:
 def probe_now(spec: SipRegisterSpec, ctx: ProbeContext) -> ProbeResult | None:
     """Blocking, asyncio-free run for one-shot use; None if the URI needs DNS."""
     return probe_blocking(spec, ctx, METHOD, lambda t, tr, lo: flow(spec, ctx, t, tr, lo))
+
+
+KIND = ProbeKind(name="sip_register", spec=SipRegisterSpec, probe=probe, probe_now=probe_now)

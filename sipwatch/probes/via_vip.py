@@ -33,6 +33,7 @@ from sipwatch.probes._sip import (
     exchange_result,
     probe_targets,
 )
+from sipwatch.probes.kind import ProbeKind
 from sipwatch.probes.sip_options import default_from
 from sipwatch.sip.flows import Flow, NewDeadline, SentBy, new_call_id, new_tag, send, with_auth
 from sipwatch.sip.message import Request, build_request
@@ -167,6 +168,4 @@ async def probe(spec: ViaVipSipSpec, ctx: ProbeContext) -> ProbeResult:
     return result
 
 
-def probe_now(spec: ViaVipSipSpec, ctx: ProbeContext) -> ProbeResult | None:
-    """No blocking variant: returning None makes callers use the asyncio one."""
-    return None
+KIND = ProbeKind(name="via_vip_sip", spec=ViaVipSipSpec, probe=probe)

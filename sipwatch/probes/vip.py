@@ -1,11 +1,11 @@
-"""`vip`: does this node hold the cluster's virtual IP, on a link that is up? (pyroute2)
+"""`vip`: does this node hold the cluster's virtual IP, on a link that is up? (rtnetlink)
 
-Owns: reading addresses and links over rtnetlink (`vip_state`, one dump each, no `ip`
-subprocess), judging them (`judge`, pure), and `watch_vip`, an asynchronous netlink
-subscription that yields a `VipEvent` whenever the VIP arrives, leaves, moves or its link
-changes — so the daemon reacts at once instead of at the next interval. Must not know:
-Pacemaker (which moves the VIP) or SIP ("the VIP answers SIP" is a `sip_options` probe whose
-URI is the VIP, see docs/probes.md).
+Owns: judging the VIP's state (`judge`, pure; sipwatch.netlink reads it, one dump each, no
+`ip` subprocess), and the kind's wake-up source (`VipWatch`): a netlink subscription that
+makes every probe run at once when the VIP arrives, leaves, moves or its link changes — so
+the daemon reacts at once instead of at the next interval. Must not know: Pacemaker (which
+moves the VIP) or SIP ("the VIP answers SIP" is a `sip_options` probe whose URI is the VIP,
+see docs/probes.md).
 
 Outcomes (scope "node"):
     ok           the VIP is on a local interface whose link is up
@@ -21,21 +21,20 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import socket
+import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from sipwatch.model import Outcome, ProbeResult
+from sipwatch.netlink import VipState, vip_state
 from sipwatch.probes._sip import FORBID_EXTRA, ProbeContext
+from sipwatch.probes.kind import ProbeKind, WakeAll, check_timing
 
-IFF_UP = 0x1
-IFA_F_DADFAILED = 0x08
-IFA_F_TENTATIVE = 0x40
-#: Operational states in which a link passes traffic. Loopback, dummy and some virtual
-#: links report UNKNOWN while working (RFC 2863 ifOperStatus as Linux reports it).
-_WORKING_OPER = frozenset({"UP", "UNKNOWN"})
+if TYPE_CHECKING:
+    import asyncio
+
+log = logging.getLogger("sipwatch.probes.vip")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -58,122 +57,10 @@ class VipSpec:
             ip = ipaddress.ip_address(self.address.strip())
         except ValueError:
             raise ValueError(f"address {self.address!r} is not an IP address") from None
-        if not 0 < self.timeout_s <= 60:
-            raise ValueError("timeout_s must be > 0 and <= 60")
-        if self.interval_s <= 0:
-            raise ValueError("interval_s must be > 0")
+        check_timing(self.timeout_s, self.interval_s)
         object.__setattr__(self, "ip", ip)
         if not self.name:
             object.__setattr__(self, "name", f"vip:{ip}")
-
-
-@dataclass(frozen=True, slots=True)
-class VipState:
-    """What netlink says about the VIP right now."""
-
-    address: str
-    held: bool
-    interface: str | None = None  # where the VIP is (None when not held)
-    ifindex: int | None = None
-    prefixlen: int | None = None
-    link_up: bool | None = None  # of the interface holding the VIP
-    oper_state: str | None = None
-    dad_failed: bool = False
-    tentative: bool = False
-    expected_interface: str | None = None
-    expected_present: bool | None = None  # is the configured interface there at all
-    expected_up: bool | None = None  # is the configured interface up
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        """What a watcher reports changes of."""
-        return (self.held, self.interface, self.link_up, self.dad_failed, self.expected_up)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "held": self.held,
-            "interface": self.interface,
-            "ifindex": self.ifindex,
-            "prefixlen": self.prefixlen,
-            "link_up": self.link_up,
-            "oper_state": self.oper_state,
-            "dad_failed": self.dad_failed,
-            "tentative": self.tentative,
-            "expected_interface": self.expected_interface,
-            "expected_present": self.expected_present,
-            "expected_up": self.expected_up,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class VipEvent:
-    """A change seen by `watch_vip`. `reason`: initial, arrived, left, moved, link_up,
-    link_down or changed. `at_s` is time.monotonic() when the change was read."""
-
-    state: VipState
-    reason: str
-    at_s: float
-    previous: VipState | None = None
-
-
-def _link_up(link: Any) -> tuple[bool, str]:
-    oper = str(link.get("operstate") or link.get("IFLA_OPERSTATE") or "UNKNOWN")
-    return bool(link["flags"] & IFF_UP) and oper in _WORKING_OPER, oper
-
-
-async def vip_state(
-    address: str, interface: str | None = None, *, ipr: Any | None = None
-) -> VipState:
-    """Read the VIP's state with one address dump and one link dump. Raises OSError."""
-    from pyroute2 import AsyncIPRoute
-
-    ip = ipaddress.ip_address(address)
-    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    own = ipr is None
-    conn = AsyncIPRoute() if ipr is None else ipr
-    try:
-        found = None
-        async for msg in await conn.addr("dump", family=family):
-            local = msg.get("local") or msg.get("address")
-            if local is not None and ipaddress.ip_address(local) == ip:
-                found = msg
-                break
-        links = {}
-        async for link in await conn.link("dump"):
-            links[link["index"]] = link
-    finally:
-        if own:
-            conn.close()
-    expected_present = expected_up = None
-    if interface is not None:
-        match = [lk for lk in links.values() if lk.get("ifname") == interface]
-        expected_present = bool(match)
-        expected_up = _link_up(match[0])[0] if match else False
-    if found is None:
-        return VipState(
-            str(ip),
-            False,
-            expected_interface=interface,
-            expected_present=expected_present,
-            expected_up=expected_up,
-        )
-    flags = int(found.get("flags") or 0) | int(found.get("IFA_FLAGS") or 0)
-    link = links.get(found["index"])
-    up, oper = _link_up(link) if link is not None else (False, "ABSENT")
-    return VipState(
-        str(ip),
-        True,
-        interface=link.get("ifname") if link is not None else None,
-        ifindex=found["index"],
-        prefixlen=found["prefixlen"],
-        link_up=up,
-        oper_state=oper,
-        dad_failed=bool(flags & IFA_F_DADFAILED),
-        tentative=bool(flags & IFA_F_TENTATIVE),
-        expected_interface=interface,
-        expected_present=expected_present,
-        expected_up=expected_up,
-    )
 
 
 def judge(state: VipState) -> tuple[Outcome, bool, str]:
@@ -232,63 +119,44 @@ async def probe(spec: VipSpec, ctx: ProbeContext) -> ProbeResult:
     )
 
 
-def _reason(old: VipState, new: VipState) -> str:
-    if old.held != new.held:
-        return "arrived" if new.held else "left"
-    if old.interface != new.interface:
-        return "moved"
-    if old.link_up != new.link_up:
-        return "link_up" if new.link_up else "link_down"
-    return "changed"
+class VipWatch:
+    """Every probe runs at once when the VIP arrives, leaves, moves or its link changes
+    (sipwatch.netlink.watch_vip). Netlink unavailable (no permission...): logged once, the
+    watch ends, the probes still run on their intervals."""
 
+    def __init__(self, spec: VipSpec, wake_all: WakeAll) -> None:
+        self.address = spec.address
+        self.wake_all = wake_all
 
-async def watch_vip(address: str, *, interface: str | None = None) -> AsyncIterator[VipEvent]:
-    """Yield the VIP's state now, then again each time it changes (arrives, leaves, moves,
-    its link goes up or down). Runs until the consumer stops iterating (closes it).
+    def seen(self, result: ProbeResult) -> None:
+        pass  # netlink says more, and sooner, than the probe's own results
 
-    Subscribes to RTMGRP_LINK and the IPv4/IPv6 address groups *before* the first read, so
-    no change between the read and the subscription is lost; each batch of events leads to
-    one fresh read, and only a change of what `VipState.key` covers is yielded. When the
-    kernel drops events (ENOBUFS: the socket buffer overflowed) the subscription is
-    reopened and the state read again. Raises OSError if netlink cannot be opened at all.
-    """
-    from pyroute2 import AsyncIPRoute
-    from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK
+    async def run(self, stop: asyncio.Event) -> None:
+        import asyncio
 
-    groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+        from sipwatch.netlink import watch_vip
 
-    async def subscribe() -> Any:
-        sock = AsyncIPRoute()
+        events = watch_vip(self.address)
         try:
-            await sock.bind(groups=groups)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    events = await subscribe()
-    reader = AsyncIPRoute()
-    try:
-        state = await vip_state(address, interface, ipr=reader)
-        yield VipEvent(state, "initial", time.monotonic())
-        while True:
-            try:
-                async for _msg in events.get():
-                    pass  # any address or link event: read the state again below
-            except OSError:
-                events.close()
-                events = await subscribe()
-            new = await vip_state(address, interface, ipr=reader)
-            if new.key != state.key:
-                yield VipEvent(new, _reason(state, new), time.monotonic(), state)
-            state = new
-    finally:
-        with contextlib.suppress(Exception):
-            events.close()
-        with contextlib.suppress(Exception):
-            reader.close()
+            while not stop.is_set():
+                next_event = asyncio.ensure_future(anext(events))
+                stopped = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait(
+                    {next_event, stopped}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if next_event not in done:
+                    next_event.cancel()
+                    stopped.cancel()
+                    return
+                stopped.cancel()
+                self.wake_all(f"vip {next_event.result().reason}")
+        except StopAsyncIteration:
+            return
+        except Exception:  # netlink unavailable (no permission...): probes still run
+            log.exception("event=vip_watch_failed address=%s", self.address)
+        finally:
+            with contextlib.suppress(Exception):
+                await events.aclose()
 
 
-def probe_now(spec: object, ctx: ProbeContext) -> ProbeResult | None:
-    """No blocking variant: returning None makes callers use the asyncio one."""
-    return None
+KIND = ProbeKind(name="vip", spec=VipSpec, probe=probe, wake=VipWatch)

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from sipwatch.model import Outcome, ProbeResult
+from sipwatch.netlink import VipEvent, watch_vip
 from sipwatch.probes import run_probe
 from sipwatch.probes._sip import ProbeContext
-from sipwatch.probes.vip import VipEvent, VipSpec, watch_vip
+from sipwatch.probes.vip import VipSpec
 from sipwatch.testbed.netns import Netns, require_root, run_async_in, veth
 
 VIP = "10.99.1.10"

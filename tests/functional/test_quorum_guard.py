@@ -25,7 +25,7 @@ import pytest
 from sipwatch.cluster.audit import AuditLog
 from sipwatch.cluster.pacemaker import PacemakerTools, ToolPolicy
 from sipwatch.cluster.quorum import QuorumGuard, parse_quorate, quorum_argv, quorum_events
-from sipwatch.probes.vip import vip_state
+from sipwatch.netlink import vip_state
 from sipwatch.testbed.netns import Netns, require_root, run_async_in, veth
 from sipwatch.testbed.pacemaker import FileCluster
 

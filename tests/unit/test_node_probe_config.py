@@ -8,7 +8,7 @@ import pytest
 
 from sipwatch.config import load_settings
 from sipwatch.errors import ConfigError
-from sipwatch.probes import SPECS
+from sipwatch.probes import kinds
 from sipwatch.probes.drbd import DrbdSpec
 from sipwatch.probes.from_vip import FromVipSpec
 from sipwatch.probes.pbx_process import PbxProcessSpec
@@ -80,7 +80,7 @@ def test_registry_knows_every_kind() -> None:
         "drbd": DrbdSpec,
     }
     for kind, spec in expected.items():
-        assert SPECS[kind] is spec
+        assert kinds()[kind].spec is spec
 
 
 @pytest.mark.parametrize(

@@ -97,6 +97,7 @@ class ProbeState:
     slow_since_s: float | None = None  # when the smoothed RTT went above the threshold
     draining_since_s: float | None = None
     draining_until_s: float | None = None  # yellow is held until then (Retry-After, capped)
+    hung_at_s: float | None = None  # the latest hung result (policy hung_hold_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,8 @@ def observe(
         counted=result,
         counted_since_s=prev.counted_since_s if same_run else now,
     )
+    if outcome is Outcome.HUNG:
+        ps = replace(ps, hung_at_s=now)
     ps = _hysteresis(ps, outcome, rule, now, steady=steady)
     ps = _latency(ps, result, rule, policy, steady=steady, now=now)
     ps = _draining(ps, prev, result, policy, now)
@@ -297,6 +300,9 @@ def _assess(
     ps: ProbeState, rule: Rule, policy: Policy, now: float, grace: str, standby: bool
 ) -> _Assessment:
     """What one probe does to the decision. `grace` names the grace in force, or is ""."""
+    held = _hung_hold(ps, policy, now)
+    if held is not None:
+        return held
     blocks = ps.counted is not None and ps.counted.blocks_takeover
     if standby and rule.on_standby == "ignore" and not blocks:
         return _not_judged_on_standby(ps)
@@ -315,6 +321,23 @@ def _assess(
         return _Assessment(_RED, 0.0, True, (reason, *local))
     found = _down_findings(ps, rule, c, grace) if not ps.up else _up_findings(ps, rule, c, now)
     return _capped(ps, rule, policy, c, found, local)
+
+
+def _hung_hold(ps: ProbeState, policy: Policy, now: float) -> _Assessment | None:
+    """Red and ineligible for `hung_hold_s` after the PBX was found frozen, whatever came
+    since (killed by its stop, thawed, standby now). None once the hold is over, or while it
+    is still hung (then the hung result speaks for itself)."""
+    if ps.hung_at_s is None or ps.counted is None or ps.counted.outcome is Outcome.HUNG:
+        return None
+    left = ps.hung_at_s + policy.hung_hold_s - now
+    if left <= 0:
+        return None
+    detail = (
+        f"the PBX was frozen {now - ps.hung_at_s:.1f} s ago: not eligible to run it for "
+        f"{left:.1f} s more (hung_hold_s = {policy.hung_hold_s:g})"
+    )
+    reason = Reason(ps.probe, str(Outcome.HUNG), ps.hung_at_s, detail, effect="red")
+    return _Assessment(_RED, 0.0, True, (reason,))
 
 
 def _not_judged_on_standby(ps: ProbeState) -> _Assessment:

@@ -60,6 +60,11 @@ class Policy(_Frozen):
     # here). Empty, or none of them reported yet: the node counts as active.
     active_when: tuple[str, ...] = ()
     takeover_grace_s: float = Field(0.0, ge=0, le=86400)
+    # A PBX found frozen (outcome hung) keeps its node red and ineligible this long after, even
+    # once the process is gone or runs again: the node that froze does not take the PBX back
+    # within seconds (Pacemaker restarts a stopped group where it prefers, and a node whose
+    # verdict is green again the moment its hung PBX was killed is such a place). 0 = off.
+    hung_hold_s: float = Field(0.0, ge=0, le=3600)
     remote_failures: RemoteMode = "yellow"
     draining_max_hold_s: float = Field(300.0, ge=0, le=86400)
     rtt_ewma_alpha: float = Field(0.3, gt=0, le=1)

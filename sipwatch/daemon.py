@@ -441,6 +441,20 @@ class Daemon:
         return self.agent.publish_health(decision.verdict, reason=reason)
 
     # -- views for HTTP and `sipwatch check` ------------------------------------------------------
+    def _grace(self) -> dict[str, Any] | None:
+        """The grace in force now (failures in it are yellow, not red), or None."""
+        now, st, pol = self.clock(), self.state, self.policy
+        if st.started_s is not None and now < st.started_s + pol.startup_grace_s:
+            return {
+                "grace": "startup",
+                "left_s": round(st.started_s + pol.startup_grace_s - now, 1),
+            }
+        if st.active and st.active_since_s is not None:
+            end = st.active_since_s + pol.takeover_grace_s
+            if now < end:
+                return {"grace": "takeover", "left_s": round(end - now, 1)}
+        return None
+
     def waiting_for_first_results(self) -> list[str]:
         """Probes that have not reported once yet (at start, or after a reload added them)."""
         return [s.name for s in self.specs if s.name not in self.last]
@@ -471,6 +485,7 @@ class Daemon:
         return {
             **d.to_dict(),
             "policy": self.policy_name,
+            "grace": self._grace(),
             "uptime_s": round(self.wall() - self.started_wall, 1),
             "probes": probes,
             "actions": actions[-50:],

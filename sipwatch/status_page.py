@@ -71,6 +71,15 @@ def _role(status: Mapping[str, Any]) -> tuple[str, str]:
     return role, vip
 
 
+def _grace(grace: object) -> str:
+    if not isinstance(grace, dict):
+        return ""
+    return (
+        f'; <b id="grace">{_e(grace.get("grace"))} grace</b>, {_e(grace.get("left_s"))} s left '
+        "(failures are yellow until then)"
+    )
+
+
 def _reasons(reasons: Iterable[Mapping[str, Any]]) -> str:
     rows = [
         f"<tr><td>{_e(r.get('probe') or 'score')}</td><td>{_e(r.get('effect'))}</td>"
@@ -191,7 +200,7 @@ def render(
         f'<p id="summary">score <b>{_e(status.get("score"))}</b>; this node is '
         f'<b id="role">{_e(role)}</b>; VIP: <span id="vip">{_e(vip)}</span>; eligible to take '
         f"over: {_e(status.get('eligible'))}; policy {_e(status.get('policy'))}; up "
-        f"{_e(_since(status.get('uptime_s')))}</p>"
+        f"{_e(_since(status.get('uptime_s')))}{_grace(status.get('grace'))}</p>"
         f"<h2>Why</h2>{_reasons(status.get('reasons') or [])}"
         f"<h2>Probes</h2>{_probes(probes)}"
         f"<h2>Recent failures</h2>{_failures(probes)}"

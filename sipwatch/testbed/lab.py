@@ -283,6 +283,8 @@ class Node:
         return Path(f"/proc/{self.init_pid}/root{path}")
 
 
+#: The HTTP port of each node's `sipwatch run` (loopback inside the node).
+SIPWATCH_HTTP_PORT = 8080
 #: `[daemon] reassert_s` of the lab's sipwatch (see sipwatch_toml).
 REASSERT_S = 5.0
 #: Where the lab's logs are kept when a bring-up or a test fails (see Lab.keep_logs).
@@ -866,7 +868,41 @@ class Lab:
         self.wait_served_by(node, timeout_s=timeout_s)
         if self.config.mode == "sipwatch":
             self.wait_health_green(timeout_s=timeout_s)
+        if self.config.mode in ("sipwatch", "shim"):
+            self.wait_judged(node, timeout_s=timeout_s)
         return node
+
+    def wait_judged(self, name: str, timeout_s: float = 30.0) -> None:
+        """Until the active node's sipwatch is green and out of its startup and takeover
+        graces: a fault injected inside a grace is judged differently on purpose (failures are
+        yellow there), so a test that means "the steady active node breaks" waits for this."""
+        box: dict[str, str] = {}
+
+        def judged() -> bool:
+            status = self.sipwatch_status(name)
+            box["last"] = f"{status.get('verdict')}, grace {status.get('grace')}"
+            return status.get("verdict") == "green" and status.get("grace") is None
+
+        try:
+            _wait(judged, timeout_s, f"sipwatch on {name} did not settle out of its graces")
+        except TestbedError as exc:
+            raise TestbedError(f"{exc}; last look: {box.get('last', '-')}") from None
+
+    def sipwatch_status(self, name: str) -> dict[str, Any]:
+        """The node's `sipwatch run` /status ({} when it does not answer)."""
+        code = (
+            "import json,urllib.request;"
+            f"print(urllib.request.urlopen('http://127.0.0.1:{SIPWATCH_HTTP_PORT}/status',"
+            "timeout=2).read().decode())"
+        )
+        done = self.exec(name, [sys.executable, "-c", code], check=False)
+        if done.returncode != 0:
+            return {}
+        try:
+            body = json.loads(done.stdout)
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
 
     # -- teardown -----------------------------------------------------------------------------
     def down(self) -> None:
@@ -1006,7 +1042,7 @@ t1_s = 0.25
 
 [daemon]
 http_host = "127.0.0.1"
-http_port = 8080
+http_port = {SIPWATCH_HTTP_PORT}
 # Re-assert the verdict sooner than the 30 s default, so the test of an attribute lost
 # behind sipwatch's back (tests/lab) waits seconds, not half a minute.
 reassert_s = {REASSERT_S}

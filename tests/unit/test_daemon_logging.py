@@ -132,3 +132,18 @@ def test_unchanged_reassertions_and_repeated_failures_are_not_repeated(
     assert "why=changed" in lines[0] and "result=done" in lines[0]
     assert "result=failed" in lines[1]
     assert "why=reassert" in lines[2] and "result=done" in lines[2]
+
+
+def test_status_says_which_grace_is_in_force() -> None:
+    """/status "grace": what makes a failure yellow instead of red right now (the lab waits
+    for None before injecting a fault into a steady node)."""
+    clock = Clock()
+    daemon = Daemon(
+        [],
+        ProbeContext(),
+        Policy.model_validate({**POLICY, "startup_grace_s": 10.0}),
+        clock=clock,
+    )
+    assert daemon.status()["grace"] == {"grace": "startup", "left_s": 10.0}
+    clock.now += 10.5
+    assert daemon.status()["grace"] is None

@@ -285,6 +285,9 @@ class Node:
 
 #: The HTTP port of each node's `sipwatch run` (loopback inside the node).
 SIPWATCH_HTTP_PORT = 8080
+#: The PBX's SIP-over-WebSocket (WS) port on the VIP; PortSIP's default WebSocket transport is
+#: WSS on 5065: the lab has no TLS on its nodes, so WS shows the same failure without the certs.
+WS_PORT = 5066
 #: `[daemon] reassert_s` of the lab's sipwatch (see sipwatch_toml).
 REASSERT_S = 5.0
 #: Where the lab's logs are kept when a bring-up or a test fails (see Lab.keep_logs).
@@ -806,6 +809,8 @@ class Lab:
             self._udp_sip(name, "-A")
         elif fault == "crm_hang":
             self.hang_crm_tools(name)
+        elif fault == "ws_dead":  # WebSocket alone: new upgrades get 503, UDP/TCP answer on
+            self.kamcmd(name, "ws.disable")
         else:
             raise ValueError(f"unknown fault {fault!r}")
 
@@ -828,6 +833,9 @@ class Lab:
             self._udp_sip(name, "-D")
         elif fault == "crm_hang":
             self.unhang_crm_tools(name)
+        elif fault == "ws_dead":
+            with contextlib.suppress(TestbedError):
+                self.kamcmd(name, "ws.enable")
 
     def _udp_sip(self, name: str, op: str) -> None:
         """SIP over UDP dead on node `name` while TCP works: an iptables rule in the node's
@@ -998,10 +1006,17 @@ def pbx_cfg(name: str, *, stock: bool) -> str:
     server, "Server: pbx-NAME" (the client tells who answered). The stock agent passes
     `-l udp:VIP:5060` itself, so its config has no listen lines."""
     template = resources.files("sipwatch.testbed").joinpath("kamailio.cfg").read_text()
+    # SIP over WebSocket (WS, RFC 7118) on the VIP beside UDP/TCP 5060, for the WebRTC
+    # clients of the PortSIP design; not for the stock agent, which brings its own listen.
+    ws = (
+        ""
+        if stock
+        else f'\n#!define WITH_WS\n#!substdef "!WS_PORT!{WS_PORT}!"\n#!substdef "!WSS_PORT!0!"'
+    )
     text = _render(
         template,
         {
-            "DEFINES": "#!define WITH_FORWARD",
+            "DEFINES": "#!define WITH_FORWARD" + ws,
             "SERVER_NAME": f"pbx-{name}",
             "SERVER_SIGNATURE": "yes",
             "LISTEN_HOST": VIP,
@@ -1027,7 +1042,9 @@ def lab_policy(config: LabConfig | None = None) -> str:
         overrides["confirm_interval_s"] = str(config.confirm_interval_s)
     for key, value in overrides.items():
         text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
-    return text
+    # The WebSocket probe is major, as the shipped policies have pbx-wss: a WebSocket-only
+    # failure does not move the PBX (fault "ws_dead" asserts it).
+    return text + '\n[probes.pbx-ws]\nrole = "major"\n'
 
 
 def sipwatch_toml(name: str, node_dir: Path, config: LabConfig) -> str:
@@ -1053,6 +1070,13 @@ reassert_s = {REASSERT_S}
 name = "pbx-udp"
 kind = "sip_options"
 uri = "sip:{VIP}:5060;transport=udp"
+timeout_s = {iv * 0.8}
+interval_s = {iv}
+
+[[probes]]
+name = "pbx-ws"
+kind = "sip_options"
+uri = "sip:{VIP}:{WS_PORT};transport=ws"
 timeout_s = {iv * 0.8}
 interval_s = {iv}
 

@@ -228,6 +228,33 @@ def test_ivr_unreachable_warns_but_moves_nothing(lab: Lab, steady: str) -> None:
         lab.heal("ivr_down", steady)
 
 
+def test_websocket_dead_while_udp_works_warns_but_moves_nothing(lab: Lab, steady: str) -> None:
+    """Issue 13: WebSocket alone broken on the active PBX (`kamcmd ws.disable`: every new
+    upgrade is refused with 503) while UDP answers. Only the WebSocket probe can see it. The
+    shipped policies make it major (its usual causes, a certificate or a proxy in front, are
+    shared by every node): yellow, reported, and nothing moves."""
+    since = datetime.now(UTC)
+    log = lab.nodes[steady].dir / "sipwatch.log"
+    mark = len(log.read_text().splitlines())
+    lab.inject("ws_dead", steady)
+    try:
+        _assert_no_move(lab, steady, 6)
+        assert lab.health(steady) == "yellow"
+        yellow = [
+            r
+            for r in lab.audit(steady)
+            if datetime.fromisoformat(r["at"]) >= since and "yellow" in r["summary"]
+        ]
+        assert yellow and yellow[0]["failover"] is False, lab.audit(steady)[-3:]
+        new = log.read_text().splitlines()[mark:]
+        ws = [ln for ln in new if "probe=pbx-ws outcome=bad_status" in ln]
+        assert ws and "503" in ws[0], new[-10:]
+        assert not [ln for ln in new if "probe=pbx-udp" in ln and "outcome=ok" not in ln]
+    finally:
+        lab.heal("ws_dead", steady)
+    _wait_for(lambda: lab.health(steady) == "green", 15, "green again")
+
+
 def test_crm_tools_hanging_on_active(lab: Lab, steady: str) -> None:
     """Every crm_* tool on the active node hangs. While the node is healthy nothing needs
     them: nothing moves. Then its PBX answers 503: the red verdict's hand-over hangs, is

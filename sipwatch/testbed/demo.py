@@ -437,8 +437,31 @@ def run_demo(rundir: str | None = None) -> int:
     if failures:
         _say(f"== demo finished with {failures} unexpected result(s)")
         return 1
-    _say("== demo finished: every probe reported what the PBX was doing; PBX stopped")
-    return 0
+    _say("== single-PBX part finished: every probe reported what the PBX was doing")
+    return _lab_part()
+
+
+def _lab_part() -> int:
+    """The mission itself: a real failover in the three-node lab (sipwatch/testbed/
+    demo_lab.py), where root and network namespaces allow it."""
+    from sipwatch.testbed.demo_lab import run_lab_demo, skipped_because
+
+    _say()
+    if os.environ.get("SIPWATCH_DEMO_LAB", "1") == "0":
+        _say("== the three-node lab part is skipped: SIPWATCH_DEMO_LAB=0")
+        return 0
+    why = skipped_because()
+    if why:
+        _say(f"== the three-node lab part is skipped: {why}")
+        return 0
+    try:
+        rc = run_lab_demo(_say)
+    except KeyboardInterrupt:
+        _say("interrupted: the lab was removed")
+        return 130
+    _say()
+    _say("== demo finished" + ("" if rc == 0 else " with an unexpected lab result"))
+    return rc
 
 
 if __name__ == "__main__":

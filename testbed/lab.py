@@ -1,7 +1,7 @@
 """A three-node SIP PBX HA lab: real corosync + Pacemaker + Kamailio + sipwatch in namespaces.
 
 Owns: bringing the lab up and tearing it down (one call each; also `python -m
-sipwatch.testbed.lab up|down|status`), the fault injectors the fault suite and the failover
+testbed.lab up|down|status`), the fault injectors the fault suite and the failover
 benchmark use, and the observations they assert on (who holds the VIP, who answers the
 client's OPTIONS, where Pacemaker placed the group, sipwatch's audit log).
 Must not know: sipwatch's own cluster code — this is the independent side of the lab tests.
@@ -53,10 +53,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sipwatch.testbed import rawsip
-from sipwatch.testbed.kamailio import KamailioPeer, _render, start_kamailio
-from sipwatch.testbed.netns import Netns, run_in
-from sipwatch.testbed.process import TestbedError, require_tool
+from testbed import rawsip
+from testbed.kamailio import KamailioPeer, _render, start_kamailio
+from testbed.netns import Netns, run_in
+from testbed.process import TestbedError, require_tool
 
 __all__ = ["NODES", "VIP", "Lab", "LabConfig", "lab_up"]
 
@@ -79,155 +79,11 @@ SHIM_CONFIG = f"{RUN}/sipwatch.toml"  # mode shim: the config the OCF shim's che
 CRM_TOOLS = ("attrd_updater", "cibadmin", "crm_attribute", "crm_mon", "crm_node",
              "crm_resource", "crm_simulate")  # fmt: skip
 
-# The lab's PBX agent: Kamailio with the testbed config (fault switches), and a stop that
-# ends a hung PBX at once: a process group whose main process is stopped (SIGSTOP, state T)
-# is SIGKILLed without waiting; a running one gets SIGTERM and `stop_grace` seconds.
-LABPBX_AGENT = r"""#!/bin/sh
-# ocf:sipwatch:labpbx - Kamailio for sipwatch's HA lab (written by sipwatch.testbed.lab).
-: "${OCF_FUNCTIONS_DIR:=${OCF_ROOT:-/usr/lib/ocf}/lib/heartbeat}"
-. "${OCF_FUNCTIONS_DIR}/ocf-shellfuncs"
-: "${OCF_RESKEY_config:=/run/sipwatch-lab/kamailio.cfg}"
-: "${OCF_RESKEY_pidfile:=/run/sipwatch-lab/kamailio.pid}"
-: "${OCF_RESKEY_address:=127.0.0.1}"
-: "${OCF_RESKEY_port:=5060}"
-: "${OCF_RESKEY_stop_grace:=2}"
-: "${OCF_RESKEY_binary:=/usr/sbin/kamailio}"
-
-meta_data() {
-	cat <<END
-<?xml version="1.0"?>
-<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">
-<resource-agent name="labpbx" version="0.1.0">
-<version>1.1</version>
-<longdesc lang="en">Kamailio as the PBX of sipwatch's HA lab. Stop SIGKILLs a hung (SIGSTOPped)
-process group at once, a running one after stop_grace seconds of SIGTERM.</longdesc>
-<shortdesc lang="en">sipwatch lab PBX (Kamailio)</shortdesc>
-<parameters>
-<parameter name="config">
-<longdesc lang="en">kamailio.cfg</longdesc>
-<shortdesc lang="en">config</shortdesc>
-<content type="string" default="/run/sipwatch-lab/kamailio.cfg"/>
-</parameter>
-<parameter name="pidfile">
-<longdesc lang="en">pidfile</longdesc>
-<shortdesc lang="en">pidfile</shortdesc>
-<content type="string" default="/run/sipwatch-lab/kamailio.pid"/>
-</parameter>
-<parameter name="address">
-<longdesc lang="en">listen address (the VIP)</longdesc>
-<shortdesc lang="en">address</shortdesc>
-<content type="string" default="127.0.0.1"/>
-</parameter>
-<parameter name="port">
-<longdesc lang="en">UDP port</longdesc>
-<shortdesc lang="en">port</shortdesc>
-<content type="integer" default="5060"/>
-</parameter>
-<parameter name="stop_grace">
-<longdesc lang="en">seconds of SIGTERM before SIGKILL</longdesc>
-<shortdesc lang="en">stop grace</shortdesc>
-<content type="integer" default="2"/>
-</parameter>
-<parameter name="binary">
-<longdesc lang="en">kamailio binary</longdesc>
-<shortdesc lang="en">binary</shortdesc>
-<content type="string" default="/usr/sbin/kamailio"/>
-</parameter>
-</parameters>
-<actions>
-<action name="start" timeout="20s"/>
-<action name="stop" timeout="10s"/>
-<action name="monitor" timeout="5s" interval="1s"/>
-<action name="meta-data" timeout="5s"/>
-<action name="validate-all" timeout="5s"/>
-</actions>
-</resource-agent>
-END
-}
-
-pbx_pid() {
-	pid=$(cat "$OCF_RESKEY_pidfile" 2>/dev/null)
-	case "$pid" in ''|*[!0-9]*) return 1 ;; esac
-	[ -d "/proc/$pid" ] || return 1
-	state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
-	[ "$state" = Z ] && return 1
-	echo "$pid"
-}
-
-# The port is bound on the address: /proc/net/udp, address and port in hex.
-pbx_bound() {
-	hexport=$(printf '%04X' "$OCF_RESKEY_port")
-	hexaddr=$(echo "$OCF_RESKEY_address" | awk -F. '{printf "%02X%02X%02X%02X", $4, $3, $2, $1}')
-	grep -q " ${hexaddr}:${hexport} " /proc/net/udp
-}
-
-pbx_monitor() {
-	if ! pid=$(pbx_pid); then
-		if [ -f "$OCF_RESKEY_pidfile" ] && ! ocf_is_probe; then
-			ocf_exit_reason "kamailio (pidfile $OCF_RESKEY_pidfile) is gone"
-			return "$OCF_ERR_GENERIC"
-		fi
-		return "$OCF_NOT_RUNNING"
-	fi
-	return "$OCF_SUCCESS"
-}
-
-pbx_start() {
-	pbx_monitor && return "$OCF_SUCCESS"
-	rm -f "$OCF_RESKEY_pidfile"
-	mkdir -p "$(dirname "$OCF_RESKEY_pidfile")"
-	"$OCF_RESKEY_binary" -f "$OCF_RESKEY_config" -P "$OCF_RESKEY_pidfile" \
-		-Y "$(dirname "$OCF_RESKEY_pidfile")" >/dev/null 2>&1 </dev/null
-	while :; do   # bounded by the start timeout
-		if pbx_pid >/dev/null && pbx_bound; then
-			return "$OCF_SUCCESS"
-		fi
-		sleep 0.05
-	done
-}
-
-pbx_group_gone() {
-	! kill -0 -- "-$1" 2>/dev/null
-}
-
-pbx_stop() {
-	if ! pid=$(pbx_pid); then
-		rm -f "$OCF_RESKEY_pidfile"
-		return "$OCF_SUCCESS"
-	fi
-	state=$(sed 's/.*) //' "/proc/$pid/stat" | cut -d' ' -f1)
-	pgid=$(sed 's/.*) //' "/proc/$pid/stat" | cut -d' ' -f3)
-	if [ "$state" = T ] || [ "$state" = t ]; then
-		ocf_log warn "kamailio $pid is stopped (hung): SIGKILL to its process group $pgid"
-		kill -s KILL -- "-$pgid"
-	else
-		kill -s TERM -- "-$pgid"
-		kill -s CONT -- "-$pgid"
-		waited=0
-		while ! pbx_group_gone "$pgid" && [ "$waited" -lt $((OCF_RESKEY_stop_grace * 10)) ]; do
-			sleep 0.1
-			waited=$((waited + 1))
-		done
-		if ! pbx_group_gone "$pgid"; then
-			ocf_log warn "kamailio $pid ignored SIGTERM for ${OCF_RESKEY_stop_grace}s: SIGKILL"
-			kill -s KILL -- "-$pgid"
-		fi
-	fi
-	while ! pbx_group_gone "$pgid"; do sleep 0.05; done   # bounded by the stop timeout
-	rm -f "$OCF_RESKEY_pidfile"
-	return "$OCF_SUCCESS"
-}
-
-case "$__OCF_ACTION" in
-meta-data)	meta_data; exit "$OCF_SUCCESS" ;;
-start)		pbx_start ;;
-stop)		pbx_stop ;;
-monitor|status)	pbx_monitor ;;
-validate-all)	[ -r "$OCF_RESKEY_config" ] || exit "$OCF_ERR_CONFIGURED"; exit "$OCF_SUCCESS" ;;
-*)		exit "$OCF_ERR_UNIMPLEMENTED" ;;
-esac
-exit $?
-"""
+# The lab's PBX agent (testbed/ocf/labpbx): Kamailio with the testbed config (fault switches),
+# and a stop that ends a hung PBX at once: a process group whose main process is stopped
+# (SIGSTOP, state T) is SIGKILLed without waiting; a running one gets SIGTERM and `stop_grace`
+# seconds. Installed into every node's resource.d as ocf:sipwatch:labpbx.
+LABPBX_AGENT = resources.files("testbed").joinpath("ocf", "labpbx")
 
 COROSYNC_CONF = """\
 totem {
@@ -287,6 +143,9 @@ class Node:
 REASSERT_S = 5.0
 #: Where the lab's logs are kept when a bring-up or a test fails (see Lab.keep_logs).
 KEEP_DIR = Path(os.environ.get("SIPWATCH_LAB_KEEP_DIR", "/tmp/sipwatch-lab-kept"))
+#: The checkout the lab runs from: the node inits import `testbed` from it (PYTHONPATH), and
+#: the lab policy starts from its policies/fast.toml.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -414,7 +273,7 @@ class Lab:
         provider = d / "resource.d" / "sipwatch"
         provider.mkdir(exist_ok=True)
         agent = provider / "labpbx"
-        agent.write_text(LABPBX_AGENT)
+        agent.write_text(LABPBX_AGENT.read_text())
         agent.chmod(0o755)
         _run([str(Path(self.config.sipwatch_python).parent / "sipwatch"), "ocf", "install",
               "--root", str(d / "shim")])  # fmt: skip
@@ -445,7 +304,7 @@ class Lab:
             require_tool("ip"), "netns", "exec", node.netns,
             require_tool("unshare"), "--mount", "--propagation", "private", "--uts",
             "--pid", "--fork", "--kill-child", "--mount-proc",
-            self.config.sipwatch_python, "-m", "sipwatch.testbed.lab_init", str(node.dir), name,
+            self.config.sipwatch_python, "-m", "testbed.lab_init", str(node.dir), name,
         ]  # fmt: skip
         node.proc = subprocess.Popen(
             argv,
@@ -453,7 +312,7 @@ class Lab:
             stdout=subprocess.DEVNULL,
             stderr=(node.dir / "init.log").open("ab"),
             start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         )
         node.init_pid = _wait_child(node.proc.pid, timeout_s=10.0)
         _wait(lambda: (node.dir / "ready").exists(), 10.0, f"{name}: init not ready")
@@ -961,7 +820,7 @@ def pbx_cfg(name: str, *, stock: bool) -> str:
     """The testbed kamailio.cfg for node `name` on the VIP: fault switches, relaying to the IVR
     server, "Server: pbx-NAME" (the client tells who answered). The stock agent passes
     `-l udp:VIP:5060` itself, so its config has no listen lines."""
-    template = resources.files("sipwatch.testbed").joinpath("kamailio.cfg").read_text()
+    template = resources.files("testbed").joinpath("kamailio.cfg").read_text()
     text = _render(
         template,
         {
@@ -985,7 +844,7 @@ def pbx_cfg(name: str, *, stock: bool) -> str:
 
 
 def lab_policy(config: LabConfig | None = None) -> str:
-    text = (Path(__file__).resolve().parents[2] / "policies" / "fast.toml").read_text()
+    text = (REPO_ROOT / "policies" / "fast.toml").read_text()
     overrides = dict(LAB_POLICY_OVERRIDES)
     if config is not None and config.confirm_interval_s is not None:
         overrides["confirm_interval_s"] = str(config.confirm_interval_s)
@@ -997,7 +856,7 @@ def lab_policy(config: LabConfig | None = None) -> str:
 def sipwatch_toml(name: str, node_dir: Path, config: LabConfig) -> str:
     iv = config.probe_interval_s
     return f"""\
-# sipwatch on lab node {name} (written by sipwatch.testbed.lab)
+# sipwatch on lab node {name} (written by testbed.lab)
 policy = "{node_dir / "lab-policy.toml"}"
 log_format = "text"
 
@@ -1263,7 +1122,8 @@ def _wait_child(pid: int, timeout_s: float) -> int:
 
 def _is_lab_init(pid: int) -> bool:
     try:
-        return b"sipwatch.testbed.lab_init" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        # also matches "sipwatch.testbed.lab_init": a lab brought up before the rig moved
+        return b"testbed.lab_init" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 
@@ -1317,7 +1177,7 @@ def down_from_state() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sipwatch.testbed.lab", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m testbed.lab", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("action", choices=("up", "down", "status"))
     p.add_argument("--mode", choices=("sipwatch", "shim", "stock"), default="sipwatch")

@@ -10,11 +10,11 @@ APT_PACKAGES := kamailio kamailio-tls-modules kamailio-websocket-modules sip-tes
                 openssl ca-certificates python3-venv procps \
                 pacemaker pacemaker-cli-utils corosync resource-agents crmsh libxml2-utils \
                 podman buildah mmdebstrap catatonit iptables prometheus \
-                chromium
+                chromium shellcheck
 # binaries whose absence means the apt step must run
 NEEDED_BINARIES := kamailio kamcmd sipp sipsak dnsmasq ip openssl crm_simulate cibadmin \
                    crm_attribute ocf-tester xmllint podman buildah mmdebstrap promtool \
-                   chromium
+                   chromium shellcheck
 # files whose absence means the same (shell globs): Kamailio modules are not binaries on PATH
 NEEDED_FILES := /usr/lib/*/kamailio/modules/websocket.so /usr/lib/*/kamailio/modules/tls.so
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -49,7 +49,7 @@ bytecode: $(VENV)/.installed
 venv: $(VENV)/.installed bytecode
 
 demo: setup
-	$(VENV)/bin/sipwatch demo
+	$(PY) -m testbed.demo
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: setup
@@ -61,7 +61,7 @@ unit: venv
 	$(PY) -m pytest tests/unit -q
 
 lint: venv
-	$(VENV)/bin/ruff check sipwatch tests bench
+	$(VENV)/bin/ruff check sipwatch testbed tests bench
 	$(VENV)/bin/mypy
 
 bench: setup
@@ -88,10 +88,10 @@ image-test: venv
 	$(PY) -m pytest tests/container -m container -q
 
 # The three-node HA lab (root): real corosync + Pacemaker + Kamailio + sipwatch in network
-# namespaces (sipwatch/testbed/lab.py, docs/lab.md). `make lab` runs the fault suite's CI
+# namespaces (testbed/lab.py, docs/lab.md). `make lab` runs the fault suite's CI
 # cases (also part of `make test`); `make lab-soak` the long cases (SIPWATCH_LAB_SOAK_S,
 # default 300 s of netem); `make lab-bench` the failover benchmark; `make lab-down` removes a
-# lab left up by `python -m sipwatch.testbed.lab up`.
+# lab left up by `python -m testbed.lab up`.
 .PHONY: lab lab-soak lab-bench lab-down
 lab: setup
 	$(PY) -m pytest tests/lab -q -p no:cacheprovider
@@ -103,4 +103,4 @@ lab-bench: setup
 	$(PY) bench/failover.py -n $(or $(N),10)
 
 lab-down:
-	$(PY) -m sipwatch.testbed.lab down
+	$(PY) -m testbed.lab down

@@ -34,7 +34,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from sipwatch.testbed import free_port, start_kamailio
+import _repo_root  # noqa: F401  (first: the repo root on sys.path, for testbed)
+
+from testbed import free_port, start_kamailio
 
 SIPWATCH = str(Path(sys.executable).parent / "sipwatch")
 TICK = os.sysconf("SC_CLK_TCK")

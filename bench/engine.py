@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _repo_root  # noqa: F401  (first: the repo root on sys.path, for testbed)
+
 from sipwatch.model import Outcome
 from sipwatch.probes import run_probe
 from sipwatch.probes._sip import ProbeContext
@@ -27,7 +29,7 @@ from sipwatch.sip.client import SipConnection
 from sipwatch.sip.flows import new_call_id, new_tag
 from sipwatch.sip.message import build_request
 from sipwatch.sip.transaction import new_branch
-from sipwatch.testbed import start_kamailio
+from testbed import start_kamailio
 
 HERE = Path(__file__).parent
 

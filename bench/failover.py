@@ -1,4 +1,4 @@
-"""Failover benchmark on the real three-node lab (sipwatch.testbed.lab): for each fault, the
+"""Failover benchmark on the real three-node lab (testbed.lab): for each fault, the
 time from injection on the active node to the client's OPTIONS via the VIP answered (200) by
 another node; N repetitions; p50/p95/max. Root only.
 
@@ -35,7 +35,9 @@ import sys
 import time
 from pathlib import Path
 
-from sipwatch.testbed.lab import LabConfig, lab_up
+import _repo_root  # noqa: F401  (first: the repo root on sys.path, for testbed)
+
+from testbed.lab import LabConfig, lab_up
 
 SETUPS = {
     "sipwatch": LabConfig(mode="sipwatch", monitor_interval_s=1.0, stop_timeout_s=10.0),

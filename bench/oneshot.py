@@ -20,7 +20,9 @@ import threading
 import time
 from pathlib import Path
 
-from sipwatch.testbed import start_kamailio
+import _repo_root  # noqa: F401  (first: the repo root on sys.path, for testbed)
+
+from testbed import start_kamailio
 
 
 def wall(cmd: list[str]) -> tuple[float, int]:

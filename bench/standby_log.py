@@ -1,4 +1,4 @@
-"""Log volume of a healthy lab (sipwatch.testbed.lab): lines per hour that each node's
+"""Log volume of a healthy lab (testbed.lab): lines per hour that each node's
 `sipwatch run` writes while nothing is wrong, standbys and the active node apart. Root only.
 
     .venv/bin/python bench/standby_log.py [--seconds 120] [--warmup 20]
@@ -20,7 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from sipwatch.testbed.lab import NODES, LabConfig, lab_up
+import _repo_root  # noqa: F401  (first: the repo root on sys.path, for testbed)
+
+from testbed.lab import NODES, LabConfig, lab_up
 
 
 def _lines(path: Path) -> list[str]:

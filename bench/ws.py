@@ -27,14 +27,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import _repo_root  # noqa: F401  (first: the repo root on sys.path, for testbed)
 from oneshot import wall  # bench/ is the script's directory: the same watchdog-timed runner
 
 from sipwatch.model import Outcome
 from sipwatch.probes import run_probe
 from sipwatch.probes._sip import ProbeContext
 from sipwatch.probes.sip_options import SipOptionsSpec, probe_now
-from sipwatch.testbed import start_kamailio
-from sipwatch.testbed.kamailio import KamailioPeer
+from testbed import start_kamailio
+from testbed.kamailio import KamailioPeer
 
 TRANSPORTS = ("tcp", "tls", "ws", "wss")
 PAIRS = (("ws", "tcp"), ("wss", "tls"))

@@ -98,8 +98,6 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="validate a config file")
     config.add_argument("file")
 
-    demo = sub.add_parser("demo", help="start a local Kamailio PBX and probe it")
-    demo.add_argument("--rundir", help="where to keep the PBX's files (default: a temp dir)")
     for name in _COMMANDS:
         if only is None or only == name:
             _command(name).configure(sub)
@@ -121,17 +119,13 @@ def _command(name: str) -> Any:
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     first = next((w for w in words if not w.startswith("-")), None)
-    known = first in ("probe", "config", "demo", *_COMMANDS)
+    known = first in ("probe", "config", *_COMMANDS)
     args = _parser(only=first if known else None).parse_args(argv)
     try:
         if args.command == "probe":
             return _cmd_probe(args)
         if args.command == "config":
             return _cmd_config(args)
-        if args.command == "demo":
-            from sipwatch.testbed.demo import run_demo
-
-            return int(run_demo(args.rundir))
         if args.command in _COMMANDS:
             return int(_command(args.command).run(args))
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""Shared fixtures: real SIP peers on the loopback (sipwatch.testbed) and closed ports.
+"""Shared fixtures: real SIP peers on the loopback (testbed) and closed ports.
 
     kamailio          session   Kamailio, qop on, TLS on, users USERS
     kam               function  the same peer; its faults are cleared (and a frozen group
@@ -24,7 +24,7 @@ from typing import Protocol
 
 import pytest
 
-from sipwatch.testbed import (
+from testbed import (
     KamailioPeer,
     MissingToolError,
     SippPeer,
@@ -64,7 +64,7 @@ def kam(kamailio: KamailioPeer) -> Iterator[KamailioPeer]:
     if not kamailio.is_running():
         pytest.fail(
             "the session Kamailio is gone: a test stopped or killed it; tests that crash a "
-            "PBX must start their own with sipwatch.testbed.start_kamailio",
+            "PBX must start their own with testbed.start_kamailio",
             pytrace=False,
         )
     with contextlib.suppress(ProcessLookupError):

@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 
 from sipwatch import __version__
-from sipwatch.testbed import free_port
+from testbed import free_port
 
 pytestmark = pytest.mark.container
 

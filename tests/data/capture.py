@@ -1,10 +1,11 @@
 """Regenerate the captured SIP messages in this directory from real peers.
 
-    .venv/bin/python tests/data/capture.py
+    PYTHONPATH=. .venv/bin/python tests/data/capture.py     (from the repo root: the rig,
+                                                            testbed/, is not installed)
 
 One message per *.sip file, the exact bytes received (CRLF line ends, no trailing newline
 added). Responses are captured by sending a raw request from a Python socket
-(sipwatch.testbed.rawsip) and saving the reply; requests by receiving what sipsak and sipp
+(testbed.rawsip) and saving the reply; requests by receiving what sipsak and sipp
 send to a Python UDP socket. Tags, nonces, Call-IDs and ports differ on every run.
 
     kamailio_options_200_udp.sip       Kamailio 5.6: 200 OK to OPTIONS over UDP
@@ -30,9 +31,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sipwatch.testbed import free_port, start_kamailio, start_sipp_uas
-from sipwatch.testbed.process import require_tool, stop_process
-from sipwatch.testbed.rawsip import Exchange, header, register, send_request
+from testbed import free_port, start_kamailio, start_sipp_uas
+from testbed.process import require_tool, stop_process
+from testbed.rawsip import Exchange, header, register, send_request
 
 HERE = Path(__file__).resolve().parent
 USERS = {"monitor": "monitor-secret-1", "alice": "alice-pw"}

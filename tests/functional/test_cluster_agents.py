@@ -2,7 +2,7 @@
 
 Every test works on its own copy of a 3-node CIB (n1, n2, n3; group g_pbx = IPaddr2 VIP +
 Dummy PBX, settled on n1, resource-stickiness 100) built with Pacemaker's own tools
-(sipwatch.testbed.pacemaker). Placement is read back from `crm_mon --output-as=xml` after
+(testbed.pacemaker). Placement is read back from `crm_mon --output-as=xml` after
 `crm_simulate -X` has carried out the transition: what Pacemaker would really do.
 CIB_file is always set: nothing here can reach a live cluster.
 """
@@ -33,7 +33,7 @@ from sipwatch.cluster import (
     make_agent,
 )
 from sipwatch.model import Verdict
-from sipwatch.testbed.pacemaker import FileCluster
+from testbed.pacemaker import FileCluster
 
 HEALTH = "#health-sipwatch"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from sipwatch.commands.ocf import install
-from sipwatch.testbed.pacemaker import FileCluster
-from sipwatch.testbed.process import require_tool
+from testbed.pacemaker import FileCluster
+from testbed.process import require_tool
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "pacemaker.md"
 NODES = ("pbx1", "pbx2", "pbx3")

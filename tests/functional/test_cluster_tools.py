@@ -26,7 +26,7 @@ from sipwatch.cluster import (
     ToolPolicy,
 )
 from sipwatch.model import Verdict
-from sipwatch.testbed.pacemaker import FileCluster
+from testbed.pacemaker import FileCluster
 
 HEALTH = "#health-sipwatch"
 FAST = ToolPolicy(timeout_s=0.5, attempts=2, total_s=1.5, backoff_s=0.05)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sipwatch.testbed import free_port
+from testbed import free_port
 
 pytestmark = pytest.mark.peers
 SIPWATCH = str(Path(sys.executable).parent / "sipwatch")
@@ -260,7 +260,7 @@ def test_pbx_exit_is_seen_at_once_not_at_the_next_interval(tmp_path):
 def test_actions_are_counted_in_metrics(kam, tmp_path):
     """sipwatch_actions_total{action,result} (README) counts the cluster agent's actions: it
     never moved, because the daemon was built without the metrics' action callback."""
-    from sipwatch.testbed.pacemaker import FileCluster
+    from testbed.pacemaker import FileCluster
 
     cluster = FileCluster.build(tmp_path / "cib.xml")
     (tmp_path / "policy.toml").write_text(POLICY)

@@ -32,7 +32,7 @@ from sipwatch.sip.flows import Flow, new_call_id, new_tag, send
 from sipwatch.sip.message import build_request
 from sipwatch.sip.target import Target
 from sipwatch.sip.transaction import Timers, new_branch
-from sipwatch.testbed import HostilePeer, free_port, start_hostile
+from testbed import HostilePeer, free_port, start_hostile
 
 SIPWATCH = str(Path(sys.executable).parent / "sipwatch")
 CTX = ProbeContext(timers=Timers(t1_s=0.5))

@@ -17,7 +17,7 @@ import bcrypt
 import pytest
 from test_daemon import POLICY, wait_for
 
-from sipwatch.testbed import free_port
+from testbed import free_port
 
 pytestmark = pytest.mark.peers
 SIPWATCH = str(Path(sys.executable).parent / "sipwatch")

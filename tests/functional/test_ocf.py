@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from sipwatch.cli import main
-from sipwatch.testbed import KamailioPeer
-from sipwatch.testbed.pacemaker import FileCluster
+from testbed import KamailioPeer
+from testbed.pacemaker import FileCluster
 
 HEALTH = "#health-sipwatch"
 DTD_DIR = Path("/usr/share/resource-agents")

@@ -24,7 +24,7 @@ from sipwatch.probes import run_probe
 from sipwatch.probes._memory import ProbeMemory
 from sipwatch.probes._sip import ProbeContext
 from sipwatch.probes.pbx_process import PbxProcessSpec
-from sipwatch.testbed import KamailioPeer, MissingToolError, start_kamailio
+from testbed import KamailioPeer, MissingToolError, start_kamailio
 
 
 class Tree:
@@ -52,7 +52,7 @@ class Tree:
 
 
 def _group(pgid: int) -> list[int]:
-    from sipwatch.testbed.process import group_pids
+    from testbed.process import group_pids
 
     return group_pids(pgid)
 

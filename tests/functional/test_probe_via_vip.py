@@ -29,8 +29,8 @@ from sipwatch.probes.from_vip import FromVipSpec
 from sipwatch.probes.sip_options import SipOptionsSpec
 from sipwatch.probes.via_vip import ViaVipSipSpec
 from sipwatch.sip.transaction import Timers
-from sipwatch.testbed import KamailioPeer, MissingToolError, start_kamailio
-from sipwatch.testbed.netns import Netns, cleanup, require_root, run_async_in, veth
+from testbed import KamailioPeer, MissingToolError, start_kamailio
+from testbed.netns import Netns, cleanup, require_root, run_async_in, veth
 
 pytestmark = pytest.mark.peers
 

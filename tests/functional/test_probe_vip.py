@@ -14,7 +14,7 @@ from sipwatch.netlink import VipEvent, watch_vip
 from sipwatch.probes import run_probe
 from sipwatch.probes._sip import ProbeContext
 from sipwatch.probes.vip import VipSpec
-from sipwatch.testbed.netns import Netns, require_root, run_async_in, veth
+from testbed.netns import Netns, require_root, run_async_in, veth
 
 VIP = "10.99.1.10"
 VIP6 = "fd99::10"

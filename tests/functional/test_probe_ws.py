@@ -22,7 +22,7 @@ from sipwatch.probes._sip import ProbeContext
 from sipwatch.probes.sip_options import SipOptionsSpec
 from sipwatch.probes.sip_register import SipRegisterSpec
 from sipwatch.sip.transaction import Timers
-from sipwatch.testbed.rawws import HostileWsPeer, start_hostile_ws_peer
+from testbed.rawws import HostileWsPeer, start_hostile_ws_peer
 
 pytestmark = pytest.mark.peers
 CTX = ProbeContext(timers=Timers(t1_s=0.5))

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_daemon import POLICY, get, wait_for
 
-from sipwatch.testbed import free_port
+from testbed import free_port
 
 pytestmark = pytest.mark.peers
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ def queried_metrics() -> set[str]:
 
 
 def test_every_queried_metric_is_exported_by_a_live_daemon(kam, tmp_path: Path) -> None:
-    from sipwatch.testbed.pacemaker import FileCluster
+    from testbed.pacemaker import FileCluster
 
     cluster = FileCluster.build(tmp_path / "cib.xml")
     (tmp_path / "policy.toml").write_text(POLICY)

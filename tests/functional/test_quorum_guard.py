@@ -26,8 +26,8 @@ from sipwatch.cluster.audit import AuditLog
 from sipwatch.cluster.pacemaker import PacemakerTools, ToolPolicy
 from sipwatch.cluster.quorum import QuorumGuard, parse_quorate, quorum_argv, quorum_events
 from sipwatch.netlink import vip_state
-from sipwatch.testbed.netns import Netns, require_root, run_async_in, veth
-from sipwatch.testbed.pacemaker import FileCluster
+from testbed.netns import Netns, require_root, run_async_in, veth
+from testbed.pacemaker import FileCluster
 
 VIP = "10.99.7.10"
 

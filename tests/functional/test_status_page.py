@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_daemon import POLICY, get, wait_for
 
-from sipwatch.testbed import free_port
+from testbed import free_port
 
 pytestmark = pytest.mark.peers
 SIPWATCH = str(Path(sys.executable).parent / "sipwatch")
@@ -79,7 +79,7 @@ class _Texts(HTMLParser):
 
 
 def test_the_status_page_in_chromium_follows_the_pbx(kam, tmp_path: Path) -> None:
-    from sipwatch.testbed.pacemaker import FileCluster
+    from testbed.pacemaker import FileCluster
 
     cluster = FileCluster.build(tmp_path / "cib.xml")
     (tmp_path / "policy.toml").write_text(POLICY)

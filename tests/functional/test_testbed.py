@@ -1,4 +1,4 @@
-"""The test rig itself (sipwatch.testbed) behaves as documented, seen through raw sockets.
+"""The test rig itself (testbed) behaves as documented, seen through raw sockets.
 
 Nothing from sipwatch.sip is used here: these tests are what lets the functional tests of the
 SIP client trust their peers.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sipwatch.testbed import KamailioPeer, SippPeer, free_port, rawws, start_kamailio
-from sipwatch.testbed.rawsip import build_request, header, register, send_request
+from testbed import KamailioPeer, SippPeer, free_port, rawws, start_kamailio
+from testbed.rawsip import build_request, header, register, send_request
 
 pytestmark = pytest.mark.peers
 SippFactory = Callable[..., SippPeer]

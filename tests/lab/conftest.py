@@ -1,4 +1,4 @@
-"""The three-node HA lab (sipwatch.testbed.lab) for the fault suite: brought up once per
+"""The three-node HA lab (testbed.lab) for the fault suite: brought up once per
 test module (in the module's LAB_MODE, default "sipwatch"), torn down however the module
 ends. Without root the whole suite is skipped, loudly.
 
@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from sipwatch.testbed.lab import STATE_FILE, Lab, LabConfig, _is_lab_init, down_from_state, lab_up
-from sipwatch.testbed.netns import require_root
+from testbed.lab import STATE_FILE, Lab, LabConfig, _is_lab_init, down_from_state, lab_up
+from testbed.netns import require_root
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         # somebody else's: never touch it.
         state = json.loads(STATE_FILE.read_text())
         if any(pid and _is_lab_init(pid) for pid in state.get("inits", {}).values()):
-            pytest.fail(
-                f"a lab is already up ({STATE_FILE}): `python -m sipwatch.testbed.lab down`"
-            )
+            pytest.fail(f"a lab is already up ({STATE_FILE}): `python -m testbed.lab down`")
         warnings.warn(
             f"removed a stale lab left by an interrupted run: {down_from_state()}", stacklevel=1
         )

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from sipwatch.testbed.lab import PREFIX, STATE_FILE, _is_lab_init
-from sipwatch.testbed.netns import require_root
+from testbed.lab import PREFIX, STATE_FILE, _is_lab_init
+from testbed.netns import require_root
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = [sys.executable, "-m", "sipwatch.testbed.demo"]
+DEMO = [sys.executable, "-m", "testbed.demo"]
 
 
 @pytest.fixture(autouse=True)

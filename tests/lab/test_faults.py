@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sipwatch.testbed.lab import NODES, REASSERT_S, Failover, Lab
+from testbed.lab import NODES, REASSERT_S, Failover, Lab
 
 pytestmark = pytest.mark.lab
 HEALTH = "#health-sipwatch"

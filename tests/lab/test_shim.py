@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sipwatch.testbed.lab import NODES, Lab
+from testbed.lab import NODES, Lab
 
 pytestmark = pytest.mark.lab
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sipwatch.testbed.lab import Lab
+from testbed.lab import Lab
 
 pytestmark = pytest.mark.lab
 

@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-from sipwatch.testbed.process import TestbedError, require_tool
+from testbed.process import TestbedError, require_tool
 
 __all__ = ["GROUP", "NODES", "FileCluster"]
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from sipwatch.testbed import rawsip
-from sipwatch.testbed.process import (
+from testbed import rawsip
+from testbed.process import (
     TestbedError,
     check_loopback,
     free_port,
@@ -115,7 +115,7 @@ def start_sipp_uas(
     sipp = require_tool("sipp")
     rundir = Path(rundir).resolve()
     rundir.mkdir(parents=True, exist_ok=True)
-    xml = resources.files("sipwatch.testbed").joinpath(f"sipp_uas_{scenario}.xml")
+    xml = resources.files("testbed").joinpath(f"sipp_uas_{scenario}.xml")
     scenario_file = rundir / f"sipp_uas_{scenario}.xml"
     scenario_file.write_text(xml.read_text())
 

@@ -20,10 +20,10 @@ Safety: loopback only, or addresses inside network namespaces the test made
 its PID; every wait is bounded. Errors: TestbedError (a RuntimeError), MissingToolError.
 """
 
-from sipwatch.testbed.hostile import HostilePeer, start_hostile
-from sipwatch.testbed.kamailio import KamailioPeer, start_kamailio
-from sipwatch.testbed.process import MissingToolError, TestbedError, free_port
-from sipwatch.testbed.sipp import SippPeer, start_sipp_uas
+from testbed.hostile import HostilePeer, start_hostile
+from testbed.kamailio import KamailioPeer, start_kamailio
+from testbed.process import MissingToolError, TestbedError, free_port
+from testbed.sipp import SippPeer, start_sipp_uas
 
 __all__ = [
     "HostilePeer",

@@ -36,8 +36,8 @@ from wsproto.events import (
     TextMessage,
 )
 
-from sipwatch.testbed import rawsip
-from sipwatch.testbed.process import check_loopback
+from testbed import rawsip
+from testbed.process import check_loopback
 
 __all__ = ["BEHAVIOURS", "HostileWsPeer", "send_request", "start_hostile_ws_peer"]
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sipwatch.testbed.process import TestbedError, require_tool
+from testbed.process import TestbedError, require_tool
 
 __all__ = ["Netns", "require_root", "run_async_in", "run_in", "veth"]
 

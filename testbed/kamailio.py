@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from sipwatch.testbed import rawsip
-from sipwatch.testbed.netns import Netns, run_in
-from sipwatch.testbed.process import (
+from testbed import rawsip
+from testbed.netns import Netns, run_in
+from testbed.process import (
     TestbedError,
     check_loopback,
     free_port,
@@ -315,7 +315,7 @@ def _make_cert(rundir: Path) -> tuple[Path, Path]:
 def _write_tls_cfg(rundir: Path, cert: Path, key: Path) -> Path:
     tls_cfg = rundir / "tls.cfg"
     tls_cfg.write_text(
-        "# written by sipwatch.testbed.kamailio\n"
+        "# written by testbed.kamailio\n"
         "[server:default]\n"
         "method = TLSv1.2+\n"
         "verify_certificate = no\n"
@@ -434,7 +434,7 @@ def start_kamailio(
         cert_file, key_file = _make_cert(rundir)
         tls_cfg = _write_tls_cfg(rundir, cert_file, key_file)
 
-    template = resources.files("sipwatch.testbed").joinpath("kamailio.cfg").read_text()
+    template = resources.files("testbed").joinpath("kamailio.cfg").read_text()
     users_block = "\n".join(f'\t$sht(users=>{n}) = "{p}";' for n, p in sorted(users.items()))
     last_error = ""
     base_defines = ["#!define WITH_TLS" if tls else "# TLS off"]

@@ -1,8 +1,8 @@
-"""PID 1 of one lab node (see sipwatch.testbed.lab): private mounts, hostname, zombie reaping.
+"""PID 1 of one lab node (see testbed.lab): private mounts, hostname, zombie reaping.
 
 Started by the lab as
     ip netns exec NS unshare --mount --propagation private --uts --pid --fork --kill-child
-        --mount-proc PYTHON -m sipwatch.testbed.lab_init NODE_DIR HOSTNAME
+        --mount-proc PYTHON -m testbed.lab_init NODE_DIR HOSTNAME
 it bind-mounts the node's private directories over the cluster stack's paths, mounts tmpfs
 over /run and /dev/shm, sets the hostname, writes NODE_DIR/ready and then only reaps
 children: every daemon the lab starts in this node (corosync, pacemakerd, the PBX, sipwatch)

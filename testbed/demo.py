@@ -1,4 +1,5 @@
-"""`sipwatch demo` (`make demo`): start a local Kamailio PBX, probe it, break it, probe again.
+"""`make demo` (`python -m testbed.demo [--rundir DIR]` from the repo root): start a local
+Kamailio PBX, probe it, break it, probe again.
 
 Owns: the narrated walk-through only. It uses the same pieces an operator does: a config file
 (written to the run directory and printed), `load_settings`, and `run_probe` for each probe.
@@ -7,6 +8,7 @@ Everything it starts is stopped by PID before it returns, also on Ctrl-C.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import shutil
@@ -22,12 +24,12 @@ from sipwatch.exitcodes import PROBE_ALIVE as EXIT_ALIVE
 from sipwatch.exitcodes import probe_exit_code as exit_code_for
 from sipwatch.model import ProbeResult
 from sipwatch.probes import run_probe
-from sipwatch.testbed.kamailio import KamailioPeer, start_kamailio
+from testbed.kamailio import KamailioPeer, start_kamailio
 
 PASSWORD = "demo-monitor-secret"  # a throwaway secret of the throwaway PBX the demo starts
 
 CONFIG = """\
-# Written by `sipwatch demo` for the Kamailio it started; run it again with
+# Written by `python -m testbed.demo` for the Kamailio it started; run it again with
 #   sipwatch probe --config {path}
 [sip]
 t1_s = 0.5
@@ -253,8 +255,8 @@ def _daemon_part(base: Path, kam: KamailioPeer, pwfile: Path) -> int:
     """`sipwatch run` against the PBX, a dry-run Pacemaker agent, faults, recovery."""
     import subprocess
 
-    from sipwatch.testbed import free_port
-    from sipwatch.testbed.pacemaker import FileCluster
+    from testbed import free_port
+    from testbed.pacemaker import FileCluster
 
     _say()
     _say("== the daemon: `sipwatch run` with its HTTP endpoint and a DRY-RUN Pacemaker agent")
@@ -442,9 +444,9 @@ def run_demo(rundir: str | None = None) -> int:
 
 
 def _lab_part() -> int:
-    """The mission itself: a real failover in the three-node lab (sipwatch/testbed/
+    """The mission itself: a real failover in the three-node lab (testbed/
     demo_lab.py), where root and network namespaces allow it."""
-    from sipwatch.testbed.demo_lab import run_lab_demo, skipped_because
+    from testbed.demo_lab import run_lab_demo, skipped_because
 
     _say()
     if os.environ.get("SIPWATCH_DEMO_LAB", "1") == "0":
@@ -464,5 +466,17 @@ def _lab_part() -> int:
     return rc
 
 
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m testbed.demo", description="start a local Kamailio PBX and probe it"
+    )
+    p.add_argument("--rundir", help="where to keep the PBX's files (default: a temp dir)")
+    args = p.parse_args(argv)
+    try:
+        return run_demo(args.rundir)
+    except KeyboardInterrupt:  # before the PBX is up (run_demo handles it from then on)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(run_demo())
+    sys.exit(main())

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sipwatch.testbed.lab import PREFIX, VIP, Lab, LabConfig
-from sipwatch.testbed.netns import require_root
+from testbed.lab import PREFIX, VIP, Lab, LabConfig
+from testbed.netns import require_root
 
-RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "failover.json"
+RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results" / "failover.json"
 
 
 def skipped_because() -> str:

@@ -3,6 +3,9 @@
     SipwatchError
     ├── ConfigError            bad config file, bad env override, bad CLI value (local error)
     ├── SecretError            a password file or env var that cannot be read (local error)
+    ├── DaemonStatusError      the daemon's /status could not be had: no daemon, not a 200,
+    │                          too slow, too big, not a JSON object (sipwatch.status_client;
+    │                          `sipwatch check` then probes by itself)
     ├── ClusterError           a Pacemaker tool failed, hung or printed garbage (sipwatch.cluster;
     │                          the agents turn it into a failed ActionResult, never raise it)
     └── SipError
@@ -31,6 +34,10 @@ class ConfigError(SipwatchError):
 
 class SecretError(SipwatchError):
     """A secret (password file or env var) is missing or unreadable. Never holds the secret."""
+
+
+class DaemonStatusError(SipwatchError):
+    """The daemon's GET /status failed or its answer is unusable. The message says why."""
 
 
 class ClusterError(SipwatchError):

@@ -1,7 +1,8 @@
 """Every exit code sipwatch's commands return, in one place (imports nothing).
 
-The OCF shim (sipwatch/ocf/sipwatch) keeps the shell side of the `check` table; a test reads
-both and fails when they disagree.
+The OCF shim (sipwatch/ocf/sipwatch) keeps the shell side of the `check` table
+(CHECK_COLOUR, its `sipwatch_colour_of`); tests/unit/test_ocf_agent_table.py runs the shim's
+and fails when the two disagree.
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ CHECK_MISSING_TOOL: Final = 5  # OCF_ERR_INSTALLED
 CHECK_BAD_CONFIG: Final = 6  # OCF_ERR_CONFIGURED
 CHECK_NOT_RUNNING: Final = 7  # OCF_NOT_RUNNING
 CHECK_DEGRADED: Final = 190  # yellow (OCF_DEGRADED; Pacemaker's own list stops at 9)
+
+#: The health colour the OCF agent publishes for each `check` exit code; any other code
+#: (a missing tool, a bad config, sipwatch itself broken) is a local error: nothing is
+#: published and nothing fails over.
+CHECK_COLOUR: Final = {
+    CHECK_OK: "green",
+    CHECK_DEGRADED: "yellow",
+    CHECK_FAILED: "red",
+    CHECK_NOT_RUNNING: "red",
+}
 
 # Nagios plugin convention (`sipwatch check --format nagios`)
 NAGIOS_OK: Final = 0

@@ -72,10 +72,7 @@ def render(
     config_sha256: str,
     config_current: bool,
 ) -> str:
-    reason = ""
-    if decision.reasons:
-        first = decision.reasons[0]
-        reason = first.detail or f"{first.probe} {first.outcome}"
+    reason = decision.reasons[0].text if decision.reasons else ""
     fields = {
         "version": VERSION,
         "verdict": str(decision.verdict),

@@ -42,7 +42,7 @@ DEFAULT_CONFIG = "/etc/sipwatch/sipwatch.toml"
 
 
 EXIT_CODES_HELP = """\
-exit codes (text and --json; --format nagios exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN):
+exit codes (text, json, shell; --format nagios exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN):
   0    green: healthy
   1    red: failed (OCF_ERR_GENERIC)
   5    a required tool is missing (OCF_ERR_INSTALLED): a probe result with outcome
@@ -78,7 +78,11 @@ def configure(subparsers: Any) -> None:
         help="policy to apply instead of the config's `policy` key (default: that key)",
     )
     parser.add_argument(
-        "--format", choices=("text", "json", "nagios"), default="text", help="output format"
+        "--format",
+        choices=("text", "json", "nagios", "shell"),
+        default="text",
+        help="output format (shell: one line of key=value for `read` in a shell script, "
+        "as the OCF agent reads it)",
     )
     parser.add_argument(
         "--json", dest="format", action="store_const", const="json", help="same as --format json"
@@ -110,10 +114,9 @@ def run(args: argparse.Namespace) -> int:
         if quick is not None:
             health, policy_name = quick
             code = exit_code(health.decision, health.results)
-            printer = _print_json if args.format == "json" else _print_text
             from pathlib import Path
 
-            printer(health, code, Path(policy_name))
+            _PRINTERS[args.format](health, code, Path(policy_name))
             return code
 
     try:
@@ -126,12 +129,9 @@ def run(args: argparse.Namespace) -> int:
     for reason in health.decision.reasons:
         if reason.local:
             print(f"sipwatch: {reason.probe}: {reason.detail}", file=sys.stderr)
-    if args.format == "json":
-        _print_json(health, code, policy_file)
-    elif args.format == "nagios":
+    if args.format == "nagios":
         return _print_nagios(health, code, policy)
-    else:
-        _print_text(health, code, policy_file)
+    _PRINTERS[args.format](health, code, policy_file)
     return code
 
 
@@ -163,7 +163,6 @@ def ask_daemon_quickly(config: str) -> tuple[Health, str] | None:
     endpoint comes from the raw file and SIPWATCH_DAEMON__HTTP_HOST/PORT. Anything unusual
     (no daemon, another config, a bad file) returns None and the full path decides."""
     import hashlib
-    import json
     import os
     import tomllib
 
@@ -176,6 +175,8 @@ def ask_daemon_quickly(config: str) -> tuple[Health, str] | None:
     except (OSError, ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
     section = data.get("daemon", {})
+    if not isinstance(section, dict):
+        return None  # the full path reports the bad config
     host = os.environ.get("SIPWATCH_DAEMON__HTTP_HOST", section.get("http_host", "127.0.0.1"))
     from sipwatch.numbers import ascii_int
 
@@ -191,98 +192,60 @@ def ask_daemon_quickly(config: str) -> tuple[Health, str] | None:
         return None
     if not port:
         return None
-    body = _http_get(str(host), port, "/status", timeout_s=0.5)
-    if body is None:
+    status = _daemon_status(str(host), port)
+    if status is None or status.get("config_sha256") != hashlib.sha256(raw).hexdigest():
         return None
-    try:
-        status = json.loads(body)
-        if status.get("config_sha256") != hashlib.sha256(raw).hexdigest():
-            return None
-        health = _health_from_status(status, set(status["probes"]))
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
+    probes = status.get("probes")
+    health = _health_from_status(status, set(probes) if isinstance(probes, dict) else set())
     return (health, str(status.get("policy", ""))) if health is not None else None
-
-
-def _http_get(host: str, port: int, path: str, *, timeout_s: float) -> bytes | None:
-    """A bounded HTTP/1.0 GET on a plain socket (urllib costs more to import than the
-    whole answer takes). None unless the answer is a 200."""
-    import socket
-
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s) as sock:
-            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > 1 << 22:
-                    return None
-    except OSError:
-        return None
-    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
-    if not sep or head.split(b" ", 2)[1:2] != [b"200"]:
-        return None
-    return body
 
 
 def ask_daemon(settings: Settings) -> Health | None:
     """The running daemon's answer (source "daemon", mode "history": the policy applied to
     its history, grace and hysteresis included), or None when no daemon answers on
-    `daemon.http_host:http_port` within 0.5 s, has not probed everything yet, or runs other
-    probes than this config names (then its verdict is not about this config)."""
-    import json
-    import urllib.error
-    import urllib.request
-
+    `daemon.http_host:http_port` within the client's bounds (sipwatch.status_client), has
+    not probed everything yet, or runs other probes than this config names (then its
+    verdict is not about this config)."""
     d = settings.daemon
     if not d.http_port:
         return None
-    host = f"[{d.http_host}]" if ":" in d.http_host else d.http_host
-    try:
-        with urllib.request.urlopen(f"http://{host}:{d.http_port}/status", timeout=0.5) as r:
-            status = json.loads(r.read(1 << 22))
-    except (OSError, ValueError, urllib.error.URLError):
+    status = _daemon_status(d.http_host, d.http_port)
+    if status is None:
         return None
+    return _health_from_status(status, {s.name for s in settings.probes})
+
+
+def _daemon_status(host: str, port: int) -> dict[str, Any] | None:
+    """The daemon's /status, or None when there is none to be had: no daemon, too slow,
+    too big, not JSON (the client's bounds and errors: sipwatch.status_client)."""
+    from sipwatch.errors import DaemonStatusError
+    from sipwatch.status_client import get_status
+
     try:
-        return _health_from_status(status, {s.name for s in settings.probes})
-    except (KeyError, TypeError, ValueError):
-        return None  # not our daemon, or an incompatible one: probe here instead
+        return get_status(host, port)
+    except DaemonStatusError:
+        return None  # no daemon (or none we can use): probe here instead
 
 
 def _health_from_status(status: dict[str, Any], names: set[str]) -> Health | None:
-    from dataclasses import fields
+    """The daemon's answer as a Health, or None when it is not one about `names` (another
+    config, still starting) or is malformed: then check probes by itself."""
+    from sipwatch.model import Decision, ProbeResult
 
-    from sipwatch.model import Decision, Outcome, ProbeResult, Reason, Verdict
-
-    probes = status["probes"]
-    if status.get("source") != "daemon" or set(probes) != names:
+    probes = status.get("probes")
+    if status.get("source") != "daemon" or not isinstance(probes, dict) or set(probes) != names:
         return None
-    lasts = [p["last"] for p in probes.values()]
+    if not all(isinstance(p, dict) for p in probes.values()):
+        return None
+    lasts = [p.get("last") for p in probes.values()]
     if any(last is None for last in lasts):
         return None  # still starting: not every probe has run
-    result_fields = {f.name for f in fields(ProbeResult)}
-
-    def result(data: dict[str, Any]) -> ProbeResult:
-        kw = {k: v for k, v in data.items() if k in result_fields}
-        kw["outcome"] = Outcome(kw["outcome"])
-        kw["targets"] = tuple(result(t) for t in kw.get("targets", ()))
-        return ProbeResult(**kw)
-
-    reason_fields = {f.name for f in fields(Reason)}
-    reasons = tuple(
-        Reason(**{k: v for k, v in r.items() if k in reason_fields}) for r in status["reasons"]
-    )
-    decision = Decision(
-        Verdict(status["verdict"]),
-        int(status["score"]),
-        reasons,
-        eligible=bool(status["eligible"]),
-        at_s=float(status.get("at_s", 0.0)),
-        active=bool(status.get("active", True)),
-    )
-    return Health(decision, tuple(result(last) for last in lasts), source="daemon", mode="history")
+    try:
+        decision = Decision.from_dict(status)
+        results = tuple(ProbeResult.from_dict(last) for last in lasts)
+    except ValueError:
+        return None  # not our daemon, or an incompatible one: probe here instead
+    return Health(decision, results, source="daemon", mode="history")
 
 
 def probe_once(settings: Settings, policy: Policy) -> Health:
@@ -355,7 +318,37 @@ def _config_failed(message: str, fmt: str) -> int:
     elif fmt == "nagios":
         print(f"SIPWATCH UNKNOWN - {message.splitlines()[0]}")
         return NAGIOS_UNKNOWN
+    elif fmt == "shell":
+        print(f"verdict= code={EXIT_BAD_CONFIG} reason={_shell_text(message)}")
     return EXIT_BAD_CONFIG
+
+
+#: `--format shell`: the longest reason printed (as in the verdict file).
+SHELL_REASON_MAX = 200
+
+
+def _shell_text(text: str) -> str:
+    """`text` as one single-quoted shell word: printable ASCII only (anything else, a
+    newline included, becomes a space), `'` turned into `"`, at most SHELL_REASON_MAX
+    characters. Safe for `eval` and, since it is the line's last field, for `read`."""
+    clean = "".join(c if " " <= c <= "~" else " " for c in text).replace("'", '"')
+    return "'" + clean[:SHELL_REASON_MAX] + "'"
+
+
+def shell_line(health: Health, code: int) -> str:
+    """The `--format shell` line (see docs/policies.md): key=value fields separated by one
+    space, in this order, every value but reason's from [a-z0-9]; reason is last and
+    single-quoted (_shell_text). A configuration error prints `verdict= code=6 reason=...`."""
+    d = health.decision
+    reason = d.reasons[0].text if d.reasons else ""
+    return (
+        f"verdict={d.verdict} code={code} score={d.score} eligible={int(d.eligible)} "
+        f"active={int(d.active)} source={health.source} reason={_shell_text(reason)}"
+    )
+
+
+def _print_shell(health: Health, code: int, policy_file: Path) -> None:
+    print(shell_line(health, code))
 
 
 def _print_json(health: Health, code: int, policy_file: Path) -> None:
@@ -396,6 +389,9 @@ def _print_text(health: Health, code: int, policy_file: Path) -> None:
     for reason in d.reasons:
         tag = "LOCAL" if reason.local else reason.effect
         print(f"  {tag:<6} {reason.probe or '(score)':<20} {reason.outcome:<11} {reason.detail}")
+
+
+_PRINTERS = {"text": _print_text, "json": _print_json, "shell": _print_shell}
 
 
 def _nagios_label(text: str) -> str:

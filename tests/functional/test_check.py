@@ -3,10 +3,14 @@ its fault switches) and closed ports; exit codes and JSON as the OCF shim will s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +205,113 @@ def test_text_summary(kam, tmp_path):
     first, *rest = done.stdout.splitlines()
     assert first.startswith("YELLOW  score ") and "eligible" in first and "probed once" in first
     assert any(line.split()[:3] == ["yellow", "pbx-udp", "draining"] for line in rest), rest
+
+
+# --- --format shell, and a daemon that answers badly ------------------------------------------
+
+
+def test_shell_format_is_one_line_for_read(kam, closed_udp_port, tmp_path):
+    cfg = write_config(tmp_path, options("pbx-udp", kam.uri("udp")))
+    done = check(cfg, "--format", "shell")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "verdict=green code=0 score=100 eligible=1 active=1 source=probed reason=''\n"
+    )
+    cfg = write_config(tmp_path, options("pbx-udp", f"sip:127.0.0.1:{closed_udp_port}"))
+    done = check(cfg, "--format", "shell")
+    assert done.returncode == 1
+    line = done.stdout.rstrip("\n")
+    assert "\n" not in line and line.startswith("verdict=red code=1 score=0 ")
+    assert line.endswith("'") and " reason='" in line, line
+
+
+def test_shell_format_on_a_config_error(tmp_path):
+    done = check(tmp_path / "nope.toml", "--format", "shell")
+    assert done.returncode == 6
+    assert done.stdout.startswith("verdict= code=6 reason='") and "does not exist" in done.stdout
+
+
+class FakeDaemon:
+    """Something listening on daemon.http_port that answers every connection with `handler`."""
+
+    def __init__(self, handler: Any) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.handler = handler
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                try:
+                    conn.settimeout(5)
+                    conn.recv(65536)
+                    self.handler(conn)
+                except OSError:
+                    pass  # check gave up on us
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.listener.close()
+
+
+def _trickle(conn: socket.socket) -> None:
+    for byte in b'HTTP/1.0 200 OK\r\n\r\n{"verdict": "green"' + b" " * 1000:
+        conn.sendall(bytes([byte]))
+        time.sleep(0.05)
+
+
+def _json_answer(body: bytes) -> Any:
+    return lambda conn: conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + body)
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        _json_answer(b"<html>garbage</html>"),
+        _json_answer(b"[" + b"1," * (5 << 20) + b"1]"),  # 10 MiB
+        _trickle,
+        lambda conn: time.sleep(3),
+        "wrong types",
+    ],
+    ids=["garbage", "10 MiB", "trickle", "silent", "wrong types"],
+)
+def test_a_daemon_answering_badly_makes_check_probe_itself(closed_udp_port, tmp_path, handler):
+    """Whatever answers on the daemon's port, check never hangs on it nor dies of it: it
+    probes by itself, as when no daemon runs (source "probed")."""
+    head = "[daemon]\nhttp_port = {port}\n"
+    probe = options("pbx-udp", f"sip:127.0.0.1:{closed_udp_port}")
+    if handler == "wrong types":
+
+        def handler(conn: socket.socket) -> None:
+            status = {
+                "verdict": "green", "score": "100", "reasons": [], "eligible": True,
+                "source": "daemon", "config_sha256": sha,
+                "probes": {"pbx-udp": {"last": {"probe": "pbx-udp", "outcome": 5}}},
+            }  # fmt: skip
+            _json_answer(json.dumps(status).encode())(conn)
+
+    daemon = FakeDaemon(handler)
+    try:
+        cfg = write_config(tmp_path, probe, head=head.format(port=daemon.port))
+        sha = hashlib.sha256(cfg.read_bytes()).hexdigest()
+        started = time.monotonic()
+        for fmt in ("json", "shell"):
+            done = check(cfg, "--format", fmt)
+            assert "Traceback" not in done.stderr, done.stderr
+            assert done.returncode == 1, (done.stdout, done.stderr)
+        elapsed = time.monotonic() - started
+        assert json.loads(check(cfg, "--json").stdout)["source"] == "probed"
+        assert done.stdout.startswith("verdict=red code=1 ") and "source=probed" in done.stdout
+    finally:
+        daemon.close()
+    # Each check asks twice at most (the quick path, then the full one), 0.5 + 0.5 s each.
+    assert elapsed < 2 * 2 * 1.0 + 4.0, elapsed

@@ -82,8 +82,7 @@ config) if [ -f "{self.config_rc}" ]; then echo "invalid configuration: probes.0
 check)  if [ -f "{self.hang}" ]; then sleep 30; fi
         rc=$(head -n 1 "{self.rc_file}"); rest=$(tail -n +2 "{self.rc_file}")
         if [ -n "$rest" ]; then printf '%s\\n' "$rest" > "{self.rc_file}"; fi
-        reason='{{"probe": "pbx-udp", "detail": "fake detail"}}'
-        echo '{{"verdict": "red", "score": 0, "reasons": ['"$reason"']}}'
+        echo "verdict=red code=$rc score=0 eligible=1 active=1 source=probed reason='fake detail'"
         exit "$rc";;
 esac
 exit 2
@@ -316,7 +315,7 @@ def test_monitor_maps_check_exit_codes(
     done = run_agent(agent, "monitor", env=env)
     assert done.returncode == health_rc, done.stderr
     assert cluster.node_attribute("n1", HEALTH) == published
-    assert fake.calls()[-1] == f"check --config {env['OCF_RESKEY_config']} --json"
+    assert fake.calls()[-1] == f"check --config {env['OCF_RESKEY_config']} --format shell"
     if health_rc == 190:
         assert exit_reason(done).startswith("local error, nothing published or failed over")
     assert run_agent(agent, "stop", env=env).returncode == 0
@@ -339,7 +338,9 @@ def test_policy_parameter_is_passed(agent: Path, fake: FakeSipwatch, env: dict[s
     env = {**env, "OCF_RESKEY_policy": "fast", "OCF_RESKEY_OCF_CHECK_LEVEL": "10"}
     assert run_agent(agent, "start", env=env).returncode == 0
     assert run_agent(agent, "monitor", env=env).returncode == 0
-    assert fake.calls()[-1] == f"check --config {env['OCF_RESKEY_config']} --json --policy fast"
+    assert fake.calls()[-1] == (
+        f"check --config {env['OCF_RESKEY_config']} --format shell --policy fast"
+    )
 
 
 @pytest.mark.parametrize("mode", ["health", "service"])

@@ -17,10 +17,8 @@ from testbed.process import MissingToolError, require_tool
 ROOT = Path(__file__).resolve().parents[2]
 
 AGENTS = [
+    "sipwatch/ocf/sipwatch",  # the product's OCF shim (ocf:sipwatch:sipwatch)
     "testbed/ocf/labpbx",  # the HA lab's PBX agent (ocf:sipwatch:labpbx)
-    # TODO(integrator): add "sipwatch/ocf/sipwatch" (the product shim) once its two findings
-    # are gone: SC2034 OCF_DEGRADED_MASTER unused (line ~139), SC2154
-    # OCF_RESKEY_CRM_meta_timeout referenced but not assigned (line ~307).
 ]
 
 

@@ -3,6 +3,7 @@ SIGHUP reload (bad config kept out), SIGTERM, hostile HTTP clients."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,26 @@ def wait_for(pred, timeout_s: float = 8.0, step: float = 0.1):
             return value
         time.sleep(step)
     raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+@contextlib.contextmanager
+def running(cfg: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`sipwatch run --config CFG`, its output in LOG; stopped (SIGTERM, then SIGKILL) at the
+    end of the block, by PID."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
 
 
 @pytest.fixture

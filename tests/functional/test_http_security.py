@@ -15,7 +15,7 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from test_daemon import POLICY, wait_for
+from test_daemon import POLICY, running, wait_for
 
 from testbed import free_port
 
@@ -72,11 +72,7 @@ def test_tls_and_basic_auth_with_the_load_balancer_paths_open(kam, tmp_path: Pat
         http_tls_cert_file=str(cert), http_tls_key_file=str(key), http_users_file=str(users),
     )  # fmt: skip
     log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
+    with running(cfg, log):
 
         def live() -> bool:
             try:
@@ -94,9 +90,6 @@ def test_tls_and_basic_auth_with_the_load_balancer_paths_open(kam, tmp_path: Pat
         assert fetch(port, "/metrics", cert, auth=f"prom:{PASSWORD}") == 200  # cached now
         with pytest.raises((OSError, http.client.HTTPException)):  # plain HTTP: not served
             urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=3)
-    finally:
-        proc.terminate()
-        proc.wait(10)
     text = log.read_text()
     assert "event=http_auth_failed" in text and "tls=True auth=True" in text
     assert PASSWORD not in text and "wrong" not in text

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_daemon import POLICY, get, wait_for
+from test_daemon import POLICY, get, running, wait_for
 
 from testbed import free_port
 
@@ -90,45 +90,40 @@ def test_every_queried_metric_is_exported_by_a_live_daemon(kam, tmp_path: Path) 
         f'cib_file = "{cluster.path}"\n'
     )
     log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        wanted = queried_metrics()
-
-        def exported() -> set[str] | None:
-            try:
-                status, text = get(port, "/metrics")
-            except OSError:
-                return None
-            if status != 200:
-                return None
-            names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
-            return names if wanted <= names else None
-
-        kam.set_fault("OPTIONS", code=500)  # green -> red: an action, and a verdict change
+    with running(cfg, log):
         try:
-            names = wait_for(exported, timeout_s=20)
-        except AssertionError:
+            wanted = queried_metrics()
+
+            def exported() -> set[str] | None:
+                try:
+                    status, text = get(port, "/metrics")
+                except OSError:
+                    return None
+                if status != 200:
+                    return None
+                names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+                return names if wanted <= names else None
+
+            kam.set_fault("OPTIONS", code=500)  # green -> red: an action, and a verdict change
+            try:
+                names = wait_for(exported, timeout_s=20)
+            except AssertionError:
+                text = get(port, "/metrics")[1]
+                live = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+                raise AssertionError(
+                    f"queried but not exported: {sorted(wanted - live)}\n{log.read_text()[-2000:]}"
+                ) from None
+            assert "sipwatch_tls_cert_not_after_seconds" in names
             text = get(port, "/metrics")[1]
-            live = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
-            raise AssertionError(
-                f"queried but not exported: {sorted(wanted - live)}\n{log.read_text()[-2000:]}"
-            ) from None
-        assert "sipwatch_tls_cert_not_after_seconds" in names
-        text = get(port, "/metrics")[1]
-        assert re.search(r'sipwatch_vip_held\{address="127\.0\.0\.1",probe="vip"\} 1\.0', text)
-        linted = subprocess.run(
-            [shutil.which("promtool") or "promtool", "check", "metrics"],
-            input=text,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        assert linted.returncode == 0, linted.stdout + linted.stderr
-    finally:
-        kam.clear_faults()
-        proc.terminate()
-        proc.wait(10)
+            assert re.search(r'sipwatch_vip_held\{address="127\.0\.0\.1",probe="vip"\} 1\.0', text)
+            linted = subprocess.run(
+                [shutil.which("promtool") or "promtool", "check", "metrics"],
+                input=text,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert linted.returncode == 0, linted.stdout + linted.stderr
+        finally:
+            kam.clear_faults()

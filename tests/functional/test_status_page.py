@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from test_daemon import POLICY, get, wait_for
+from test_daemon import POLICY, get, running, wait_for
 
 from testbed import free_port
 
@@ -93,50 +93,45 @@ def test_the_status_page_in_chromium_follows_the_pbx(kam, tmp_path: Path) -> Non
         f'cib_file = "{cluster.path}"\n'
     )
     log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}/"
+    with running(cfg, log):
+        url = f"http://127.0.0.1:{port}/"
 
-    def dom() -> _Texts:
-        shown = chromium("--dump-dom", url, home=tmp_path)
-        assert shown.returncode == 0, shown.stderr[-2000:]
-        texts = _Texts()
-        texts.feed(shown.stdout)
-        return texts
+        def dom() -> _Texts:
+            shown = chromium("--dump-dom", url, home=tmp_path)
+            assert shown.returncode == 0, shown.stderr[-2000:]
+            texts = _Texts()
+            texts.feed(shown.stdout)
+            return texts
 
-    def readyz() -> int:
+        def readyz() -> int:
+            try:
+                return get(port, "/readyz")[0]
+            except OSError:
+                return 0  # not listening yet
+
         try:
-            return get(port, "/readyz")[0]
-        except OSError:
-            return 0  # not listening yet
+            wait_for(lambda: readyz() == 200, timeout_s=15)
+            green = dom()
+            assert green.by_id["verdict"] == "green"
+            assert green.by_id["role"] in ("active", "standby")
+            assert green.rows["pbx-udp"][2] == "ok"
+            assert "g_pbx runs on" in green.by_id["cluster-summary"]
+            assert "no-reasons" in green.by_id
 
-    try:
-        wait_for(lambda: readyz() == 200, timeout_s=15)
-        green = dom()
-        assert green.by_id["verdict"] == "green"
-        assert green.by_id["role"] in ("active", "standby")
-        assert green.rows["pbx-udp"][2] == "ok"
-        assert "g_pbx runs on" in green.by_id["cluster-summary"]
-        assert "no-reasons" in green.by_id
-
-        kam.set_fault("OPTIONS", code=500)
-        wait_for(lambda: readyz() == 503, timeout_s=15)
-        red = dom()
-        assert red.by_id["verdict"] == "red"
-        assert red.rows["pbx-udp"][2] == "bad_status"
-        assert "pbx-udp" in red.by_id["reasons"]
-        assert "would" in red.by_id["actions"]  # the dry-run agent's publish_health
-        shot = tmp_path / "status-page.png"
-        taken = chromium(f"--screenshot={shot}", "--window-size=1200,900", url, home=tmp_path)
-        assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, ARTIFACTS / "status-page.png")
-    finally:
-        kam.clear_faults()
-        proc.terminate()
-        proc.wait(10)
+            kam.set_fault("OPTIONS", code=500)
+            wait_for(lambda: readyz() == 503, timeout_s=15)
+            red = dom()
+            assert red.by_id["verdict"] == "red"
+            assert red.rows["pbx-udp"][2] == "bad_status"
+            assert "pbx-udp" in red.by_id["reasons"]
+            assert "would" in red.by_id["actions"]  # the dry-run agent's publish_health
+            shot = tmp_path / "status-page.png"
+            taken = chromium(f"--screenshot={shot}", "--window-size=1200,900", url, home=tmp_path)
+            assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, ARTIFACTS / "status-page.png")
+        finally:
+            kam.clear_faults()
 
 
 def test_a_register_probe_trace_shows_the_exchange_and_no_secret(kam, tmp_path: Path) -> None:
@@ -158,25 +153,18 @@ def test_a_register_probe_trace_shows_the_exchange_and_no_secret(kam, tmp_path: 
         f'password_file = "{tmp_path / "pw"}"\ninterval_s = 0.5\ntimeout_s = 0.4\n'
     )
     log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
-        )
+    with running(cfg, log):
 
-    def traced() -> str | None:
-        try:
-            status, text = get(port, "/probes/reg/trace")
-        except OSError:
-            return None
-        return text if status == 200 and "SIP/2.0 200" in text else None
+        def traced() -> str | None:
+            try:
+                status, text = get(port, "/probes/reg/trace")
+            except OSError:
+                return None
+            return text if status == 200 and "SIP/2.0 200" in text else None
 
-    try:
         text = wait_for(traced, timeout_s=15)
         assert get(port, "/probes/nope/trace")[0] == 404
         page = get(port, "/")[1]
-    finally:
-        proc.terminate()
-        proc.wait(10)
     order = [m.group(0) for m in re.finditer(r"--> sent|<-- received", text)]
     assert order[:4] == ["--> sent", "<-- received", "--> sent", "<-- received"], text
     assert "SIP/2.0 401" in text and "Authorization: Digest" in text

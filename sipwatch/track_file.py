@@ -5,9 +5,10 @@ on a verdict change, and on a heartbeat that restores a file someone removed or 
 reporting a failed write once and retrying it. Must not know: how the verdict is reached
 (policy) or keepalived's configuration (deploy/keepalived/).
 
-keepalived (`track_file` in a `vrrp_instance`'s `track_file` block) multiplies the integer
-by the configured weight and adds it to the instance's priority; with `weight 0` any
-non-zero value puts the instance into FAULT, which releases the VIP. The value:
+keepalived (a top-level `track_file NAME { file PATH; weight W }`, named in a
+`vrrp_instance`'s `track_file { NAME }`) multiplies the integer by the weight and adds it to
+the instance's priority; with `weight 0` any non-zero value puts the instance into FAULT,
+which releases the VIP. The value:
 
     0   green, or yellow: this node serves (a degraded node keeps the VIP: moving it for a
         lost DRBD peer or a 503 + Retry-After drain would be a failover to a node that is

@@ -10,11 +10,11 @@ APT_PACKAGES := kamailio kamailio-tls-modules kamailio-websocket-modules sip-tes
                 openssl ca-certificates python3-venv procps \
                 pacemaker pacemaker-cli-utils corosync resource-agents crmsh libxml2-utils \
                 podman buildah mmdebstrap catatonit iptables prometheus \
-                chromium shellcheck
+                chromium shellcheck haproxy keepalived
 # binaries whose absence means the apt step must run
 NEEDED_BINARIES := kamailio kamcmd sipp sipsak dnsmasq ip openssl crm_simulate cibadmin \
                    crm_attribute ocf-tester xmllint podman buildah mmdebstrap promtool \
-                   chromium shellcheck
+                   chromium shellcheck haproxy keepalived
 # files whose absence means the same (shell globs): Kamailio modules are not binaries on PATH
 NEEDED_FILES := /usr/lib/*/kamailio/modules/websocket.so /usr/lib/*/kamailio/modules/tls.so
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -25,6 +25,7 @@ from pydantic_settings import (
 from sipwatch.catalog import find_config
 from sipwatch.cluster.settings import ClusterSettings
 from sipwatch.errors import ConfigError
+from sipwatch.hooks import HookSpec
 from sipwatch.probes import kinds
 from sipwatch.probes._sip import ProbeContext
 from sipwatch.sip.transaction import Timers
@@ -97,6 +98,12 @@ class DaemonSettings(BaseModel):
             raise ValueError("http_tls_cert_file and http_tls_key_file go together")
         return self
 
+    # HAProxy's agent-check (sipwatch/agent_check.py): one line per TCP connection. 0: off.
+    agent_check_host: str = Field("127.0.0.1", description="bind address of the agent-check")
+    agent_check_port: int = Field(0, ge=0, lt=65536, description="0 disables the agent-check")
+    # keepalived's track_file (sipwatch/track_file.py): 0 healthy, 1 red or ineligible. "": off.
+    track_file: str = Field("", max_length=4096)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -112,6 +119,7 @@ class Settings(BaseSettings):
     daemon: DaemonSettings = Field(default_factory=lambda: DaemonSettings())
     cluster: ClusterSettings = Field(default_factory=lambda: ClusterSettings())
     probes: list[ProbeSpec] = Field(default_factory=list)
+    hooks: list[HookSpec] = Field(default_factory=list)  # sipwatch/hooks.py
 
     @field_validator("probes")
     @classmethod

@@ -43,7 +43,16 @@ from pathlib import Path
 
 from sipwatch.model import Decision
 
-__all__ = ["HEARTBEAT_S", "VERSION", "VerdictFile", "boottime_s", "render"]
+__all__ = [
+    "HEARTBEAT_S",
+    "VERSION",
+    "VerdictFile",
+    "boottime_s",
+    "prepare_path",
+    "reason_text",
+    "render",
+    "write_atomically",
+]
 
 log = logging.getLogger("sipwatch.daemon")
 VERSION = 1
@@ -62,6 +71,35 @@ def _clean(text: str) -> str:
     return out[:_REASON_MAX]
 
 
+def reason_text(decision: Decision) -> str:
+    """The decision's first reason as one line of printable ASCII ("" when it has none)."""
+    if not decision.reasons:
+        return ""
+    return _clean(decision.reasons[0].text)
+
+
+def prepare_path(path: Path) -> None:
+    """Create the directory and prove a file can be written there (at start: a clear config
+    error, not a file that silently never appears). Raises OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    probe = path.with_name(f".{path.name}.{os.getpid()}.check")
+    probe.write_text("")
+    probe.unlink()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a temporary file beside PATH and rename it over PATH: a reader sees the old
+    content or the new, never half of it. Raises OSError (the temporary file is removed)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 def render(
     decision: Decision,
     *,
@@ -72,7 +110,6 @@ def render(
     config_sha256: str,
     config_current: bool,
 ) -> str:
-    reason = decision.reasons[0].text if decision.reasons else ""
     fields = {
         "version": VERSION,
         "verdict": str(decision.verdict),
@@ -85,7 +122,7 @@ def render(
         "config": _clean(config),
         "config_sha256": config_sha256,
         "config_current": int(config_current),
-        "reason": _clean(reason),
+        "reason": reason_text(decision),
     }
     return "".join(f"{k}={v}\n" for k, v in fields.items())
 
@@ -119,12 +156,9 @@ class VerdictFile:
 
     @staticmethod
     def prepare(path: Path) -> None:
-        """Create the directory and prove the file can be written (at start: a clear config
-        error, not a silent fast path that never works). Raises OSError."""
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        probe = path.with_name(f".{path.name}.{os.getpid()}.check")
-        probe.write_text("")
-        probe.unlink()
+        """Prove the file can be written (at start: a clear config error, not a silent fast
+        path that never works). Raises OSError."""
+        prepare_path(path)
 
     def changed(self) -> None:
         self._wake.set()
@@ -161,16 +195,12 @@ class VerdictFile:
             config_sha256=self._sha256,
             config_current=self._check_config(),
         )
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(text)
-            os.replace(tmp, self.path)
+            write_atomically(self.path, text)
         except OSError as exc:
             if not self._failing:  # reported once, retried on every heartbeat
                 log.error("event=verdict_file_failed path=%s error=%r", self.path, exc.strerror)
             self._failing = True
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             return
         if self._failing:
             log.info("event=verdict_file_written path=%s", self.path)

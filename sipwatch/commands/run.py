@@ -15,14 +15,17 @@ from typing import TYPE_CHECKING, Any
 from sipwatch.exitcodes import RUN_BAD_CONFIG as EXIT_CONFIG
 
 if TYPE_CHECKING:
+    from sipwatch.agent_check import AgentCheckServer
     from sipwatch.cluster.agents import ClusterAgent
     from sipwatch.cluster.audit import AuditRecord
     from sipwatch.cluster.quorum import QuorumGuard
     from sipwatch.config import Settings
     from sipwatch.daemon import Daemon
+    from sipwatch.hooks import HookRunner
     from sipwatch.http import Holder
-    from sipwatch.model import Decision, ProbeResult
+    from sipwatch.model import Decision, ProbeResult, Verdict
     from sipwatch.policy import Policy
+    from sipwatch.track_file import TrackFile
     from sipwatch.verdict_file import VerdictFile
 
 
@@ -82,7 +85,8 @@ def _make_daemon(
     settings: Settings, policy: Policy, meta: dict[str, str], holder: Holder
 ) -> Daemon:
     """The daemon of one config: its probes, agent and observers (the metrics, the verdict
-    file), and its side tasks (the verdict file's heartbeat, the quorum guard)."""
+    file, the track file, the hooks), and its side tasks (the verdict and track files'
+    heartbeats, the hook runners, the quorum guard)."""
     from sipwatch.daemon import Daemon, DaemonObserver, DaemonOptions, SideTask
 
     d = settings.daemon
@@ -107,6 +111,15 @@ def _make_daemon(
         daemon.side_tasks.append(SideTask("verdict-file", verdict_file.run))
         observer: DaemonObserver = _VerdictFileObserver(verdict_file)
         daemon.observers.append(observer)
+    track_file = _make_track_file(settings, daemon)
+    if track_file is not None:
+        daemon.side_tasks.append(SideTask("track-file", track_file.run))
+        daemon.observers.append(_TrackFileObserver(track_file))
+    runners = _make_hooks(settings)
+    if runners:
+        hooks = _HooksObserver(runners, daemon)
+        daemon.side_tasks.append(SideTask("hooks", hooks.run))
+        daemon.observers.append(hooks)
     guard = _make_quorum_guard(settings, daemon)
     if guard is not None:
         daemon.side_tasks.append(SideTask("quorum-guard", guard.run))
@@ -127,6 +140,96 @@ class _VerdictFileObserver:
 
     def on_action(self, record: AuditRecord) -> None:
         return None
+
+
+class _TrackFileObserver:
+    """Rewrites keepalived's track file at once when the verdict changes."""
+
+    def __init__(self, track_file: TrackFile) -> None:
+        self.track_file = track_file
+
+    def on_result(self, result: ProbeResult, now: float) -> None:
+        return None
+
+    def on_decision(self, decision: Decision) -> None:
+        self.track_file.changed()
+
+    def on_action(self, record: AuditRecord) -> None:
+        return None
+
+
+class _HooksObserver:
+    """Hands each verdict change (old -> new) to every hook runner, and runs them. The old
+    verdict is the daemon's when the runners start (after a reload: the adopted one)."""
+
+    def __init__(self, runners: list[HookRunner], daemon: Daemon) -> None:
+        self.runners = runners
+        self.daemon = daemon
+        self._last: Verdict | None = None
+
+    async def run(self, stop: Any) -> None:
+        import asyncio
+
+        self._last = self.daemon.decision.verdict
+        async with asyncio.TaskGroup() as group:
+            for runner in self.runners:
+                group.create_task(runner.run(stop), name=f"hook:{runner.spec.label}")
+
+    def on_result(self, result: ProbeResult, now: float) -> None:
+        return None
+
+    def on_decision(self, decision: Decision) -> None:
+        old, self._last = self._last, decision.verdict
+        if old is None or old is decision.verdict:
+            return  # not running yet, or the same verdict again (a /metrics refresh)
+        for runner in self.runners:
+            runner.changed(old, decision)
+
+    def on_action(self, record: AuditRecord) -> None:
+        return None
+
+
+def _make_track_file(settings: Settings, daemon: Daemon) -> TrackFile | None:
+    """keepalived's track file (sipwatch/track_file.py), or None when it is off; a path
+    that cannot be written is a config error."""
+    from pathlib import Path
+
+    from sipwatch.errors import ConfigError
+    from sipwatch.track_file import TrackFile
+
+    where = settings.daemon.track_file
+    if not where:
+        return None
+    path = Path(where)
+    try:
+        TrackFile.prepare(path)
+    except OSError as exc:
+        raise ConfigError(f"daemon.track_file: cannot write {path}: {exc.strerror}") from None
+
+    def current() -> Decision | None:
+        return None if daemon.waiting_for_first_results() else daemon.decision
+
+    return TrackFile(path, current)
+
+
+def _make_hooks(settings: Settings) -> list[HookRunner]:
+    """A runner per `[[hooks]]` entry; a command that is not an executable is a config
+    error (found now, not at 3 a.m. when the verdict first changes)."""
+    import os
+    import shutil
+
+    from sipwatch.errors import ConfigError
+    from sipwatch.hooks import HookRunner
+
+    node = settings.cluster.node or socket.gethostname()
+    runners = []
+    for i, spec in enumerate(settings.hooks):
+        command = spec.argv[0]
+        found = shutil.which(command) if "/" not in command else command
+        if found is None or not (os.path.isfile(found) and os.access(found, os.X_OK)):
+            raise ConfigError(f"hooks[{i}].argv[0]: {command!r} is not an executable file")
+        runners.append(HookRunner(spec, node))
+    return runners
 
 
 def _make_verdict_file(
@@ -252,8 +355,16 @@ async def _main(args: argparse.Namespace) -> int:
     except OSError:
         return EXIT_CONFIG
     try:
+        agent_check = await _start_agent_check(settings, holder, log)
+    except OSError:
+        if runner is not None:
+            await runner.cleanup()
+        return EXIT_CONFIG
+    try:
         return await _supervise(args, settings, holder, log)
     finally:
+        if agent_check is not None:
+            await agent_check.close()
         if runner is not None:
             await runner.cleanup()
 
@@ -294,6 +405,47 @@ async def _start_http(settings: Settings, holder: Holder, log: logging.Logger) -
         bool(middlewares),
     )
     return runner
+
+
+async def _start_agent_check(
+    settings: Settings, holder: Holder, log: logging.Logger
+) -> AgentCheckServer | None:
+    """HAProxy's agent-check responder (sipwatch/agent_check.py) beside the HTTP endpoint,
+    or None when it is off; like the HTTP address, its address is read at start only. A bind
+    failure is logged and re-raised (exit 6)."""
+    from sipwatch.agent_check import AgentCheckServer, agent_line
+    from sipwatch.cluster.rails import Rail
+
+    d = settings.daemon
+    if not d.agent_check_port:
+        return None
+    freeze_file = settings.cluster.freeze_file
+
+    def answer() -> str:
+        daemon = holder.daemon
+        if daemon is None or daemon.waiting_for_first_results():
+            return agent_line(None)
+        # Frozen: the freeze file exists, or the agent's last hand-over was refused by the
+        # freeze rail (the file, or the `sipwatch-freeze` node attribute in the CIB).
+        frozen = freeze_file is not None and freeze_file.exists()
+        if not frozen and daemon.agent is not None:
+            records = daemon.agent.audit.records()
+            frozen = bool(records) and records[-1].rail is Rail.FREEZE
+        return agent_line(daemon.decision, results=daemon.last.values(), frozen=frozen)
+
+    server = AgentCheckServer(answer)
+    try:
+        await server.start(d.agent_check_host, d.agent_check_port)
+    except OSError as exc:
+        log.error(
+            "event=agent_check_bind_failed host=%s port=%d error=%r",
+            d.agent_check_host,
+            d.agent_check_port,
+            exc.strerror,
+        )
+        raise
+    log.info("event=agent_check_listening host=%s port=%d", d.agent_check_host, server.port)
+    return server
 
 
 async def _supervise(

@@ -139,9 +139,7 @@ def test_a_register_probe_trace_shows_the_exchange_and_no_secret(kam, tmp_path: 
     in order; the password and the real digest response never appear (nor in the log)."""
     import re
 
-    from conftest import USERS
-
-    password = USERS["monitor"]
+    password = kam.users["monitor"]
     (tmp_path / "pw").write_text(password + "\n")
     (tmp_path / "pw").chmod(0o600)
     (tmp_path / "policy.toml").write_text(POLICY)

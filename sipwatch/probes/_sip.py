@@ -26,8 +26,8 @@ from sipwatch.errors import (
 from sipwatch.model import Outcome, ProbeResult
 from sipwatch.numbers import ascii_int
 from sipwatch.probes._memory import ProbeMemory
-from sipwatch.sip.blocking import TlsOptions
 from sipwatch.sip.flows import Flow, SentBy
+from sipwatch.sip.sockets import TlsOptions
 from sipwatch.sip.target import (
     DEFAULT_PORTS,
     SUPPORTED_TRANSPORTS,

@@ -13,9 +13,9 @@ from collections import deque
 from typing import TypeVar
 
 from sipwatch.errors import SipParseError
-from sipwatch.sip.blocking import TlsOptions
 from sipwatch.sip.flows import Flow, NewDeadline
 from sipwatch.sip.message import Message, Request, Response
+from sipwatch.sip.sockets import TlsOptions
 from sipwatch.sip.target import WsOptions
 from sipwatch.sip.transaction import (
     ClientTransaction,

@@ -8,6 +8,9 @@
     │                          `sipwatch check` then probes by itself)
     ├── ClusterError           a Pacemaker tool failed, hung or printed garbage (sipwatch.cluster;
     │                          the agents turn it into a failed ActionResult, never raise it)
+    ├── StartError             a local command could not be started: not installed, not
+    │                          permitted, not executable (sipwatch.subproc; each caller maps it
+    │                          onto its own "missing tool" handling, never lets it escape)
     └── SipError
         ├── SipParseError      bytes that are not a valid SIP message (remote's fault)
         ├── SipUriError        a URI that is not a valid SIP/SIPS URI
@@ -50,6 +53,18 @@ class ClusterError(SipwatchError):
         super().__init__(summary)
         self.summary = summary
         self.rc = rc
+
+
+class StartError(SipwatchError):
+    """A command could not be started (exec failed): `program` is argv[0], `reason` the OS's
+    words for it; `missing` when there is no such file, `denied` when it is not permitted."""
+
+    def __init__(self, program: str, reason: str, *, missing: bool, denied: bool) -> None:
+        super().__init__(f"{program}: {reason}")
+        self.program = program
+        self.reason = reason
+        self.missing = missing
+        self.denied = denied
 
 
 class SipError(SipwatchError):

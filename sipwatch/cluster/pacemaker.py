@@ -2,7 +2,8 @@
 
 Owns: running `cibadmin`, `crm_attribute`, `crm_resource`, `crm_simulate`, `crm_mon`,
 `attrd_updater` and `crm_node` as argv lists (never a shell) with a timeout, each in a process
-group of its own that is killed whole when the timeout fires; retrying transient failures with
+group of its own that is killed whole when the timeout fires (`sipwatch.subproc` does the
+starting, killing and reaping); retrying transient failures with
 tenacity, bounded in attempts and in total time; turning the tools' XML output into values
 (quorum, nodes, placement, node attributes, bans). Must not know: why a change is made or
 whether it is safe — `sipwatch.cluster.agents` and `.rails` decide that.
@@ -32,8 +33,6 @@ import contextlib
 import enum
 import os
 import shutil
-import signal
-import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -50,7 +49,8 @@ from tenacity import (
     wait_exponential,
 )
 
-from sipwatch.errors import ClusterError
+from sipwatch import subproc
+from sipwatch.errors import ClusterError, StartError
 
 __all__ = [
     "TOOLS",
@@ -95,6 +95,9 @@ _RC_ATTRD_NO_SUCH = frozenset({78, _RC_NO_SUCH_OBJECT})
 #: Exit codes that mean "the cluster daemon is not there (yet)": unavailable, not connected.
 NOT_CONNECTED_RCS = frozenset({69, 102})
 _SUMMARY_MAX = 160
+# Far above anything these tools print here (a CIB is tens of KiB): a bound, so that a runaway
+# tool cannot fill our memory. Cut output fails to parse (ClusterError), like garbage does.
+_MAX_OUTPUT = 64 << 20
 
 
 class Mode(enum.StrEnum):
@@ -164,46 +167,24 @@ def run_tool(
     env: Mapping[str, str],
     timeout_s: float,
 ) -> CallResult:
-    """Run one tool once. Its own session (process group), so a timeout kills it and anything
-    it started (a wrapper script's `sleep` included) instead of leaving our pipes held open."""
-    started = time.monotonic()
+    """Run one tool once, through `sipwatch.subproc`: its own process group, so a timeout
+    kills it and anything it started (a wrapper script's `sleep` included) instead of leaving
+    our pipes held open."""
     try:
-        proc = subprocess.Popen(
-            [executable, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env),
-            start_new_session=True,
+        done = subproc.run(
+            [executable, *args], env=env, timeout_s=timeout_s, max_output=_MAX_OUTPUT
         )
-    except OSError as exc:
-        return CallResult(tool, None, error=f"cannot run: {exc.strerror or exc}")
-    try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        return CallResult(tool, None, duration_s=time.monotonic() - started, timed_out=True)
+    except StartError as exc:
+        return CallResult(tool, None, error=f"cannot run: {exc.reason}")
+    if done.timed_out:
+        return CallResult(tool, None, duration_s=done.duration_s, timed_out=True)
     return CallResult(
         tool,
-        proc.returncode,
-        out.decode("utf-8", "replace"),
-        err.decode("utf-8", "replace"),
-        duration_s=time.monotonic() - started,
+        done.rc,
+        done.stdout.decode("utf-8", "replace"),
+        done.stderr.decode("utf-8", "replace"),
+        duration_s=done.duration_s,
     )
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the group we created: proc.pid is its id
-    try:
-        proc.communicate(timeout=2.0)
-    except subprocess.TimeoutExpired:
-        # A descendant left the group (setsid) and still holds the pipes: stop reading.
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=2.0)
 
 
 def iso_duration(seconds: float) -> str:

@@ -13,8 +13,9 @@ no-quorum-policy is "stop" (the default): with "freeze" or "ignore" a partition 
 keep what it runs.
 
 Owns: watching corosync's quorum (`corosync-quorumtool -m`, line-buffered through `stdbuf`,
-restarted with a bounded backoff when it exits), parsing its output (pure), the release
-itself (sipwatch.netlink), and its audit record. Must not know: the policy engine or SIP.
+restarted with a bounded backoff when it exits; `sipwatch.subproc.Lines` starts, kills and
+reaps it), parsing its output (pure), the release itself (sipwatch.netlink), and its audit
+record. Must not know: the policy engine or SIP.
 
     [cluster]
     release_vip_without_quorum = true   # default false
@@ -28,12 +29,13 @@ import logging
 import os
 import re
 import shutil
-import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sipwatch.cluster.audit import ActionOutcome, AuditLog, AuditRecord
+from sipwatch.errors import StartError
+from sipwatch.subproc import Lines
 
 __all__ = ["QuorumGuard", "parse_quorate", "quorum_events"]
 
@@ -41,7 +43,6 @@ _log = logging.getLogger("sipwatch.cluster")
 
 _QUORATE = re.compile(r"^Quorate:\s+(Yes|No)\s*$")
 RESTART_S = (1.0, 10.0)  # backoff between restarts of the quorum tool: first, most
-STOP_WAIT_S = 2.0
 ACTION = "release_vip"
 
 
@@ -72,39 +73,17 @@ async def quorum_events(
     delay = restart_s[0]
     while True:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError as exc:  # removed or not executable since it was found
-            _log.error("event=quorum_tool_failed error=%r", exc.strerror or str(exc))
-            yield None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, restart_s[1])
-            continue
-        try:
-            assert proc.stdout is not None
-            while line := await proc.stdout.readline():
-                value = parse_quorate(line.decode("utf-8", "replace"))
-                if value is not None:
-                    delay = restart_s[0]  # it worked: the next restart comes quickly
-                    yield value
-        finally:
-            await _end(proc)
+            async with Lines(argv) as lines:
+                async for line in lines:
+                    value = parse_quorate(line.decode("utf-8", "replace"))
+                    if value is not None:
+                        delay = restart_s[0]  # it worked: the next restart comes quickly
+                        yield value
+        except StartError as exc:  # removed or not executable since it was found
+            _log.error("event=quorum_tool_failed error=%r", exc.reason)
         yield None
         await asyncio.sleep(delay)
         delay = min(delay * 2, restart_s[1])
-
-
-async def _end(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: proc.pid is the group
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), STOP_WAIT_S)
 
 
 @dataclass

@@ -1,18 +1,16 @@
 """Running a local command for a probe: argv list, a timeout, bounded output, never raises.
 
-Owns: starting the command in its own session (so a timeout kills the whole group it made,
-by the PID we started, and a hung grandchild cannot keep the pipe open), reading at most
-`max_output` bytes, and telling apart "not installed", "not permitted", "timed out", "exited
-non-zero" and "ran". Must not know: what the output means (the probe parses it).
+Owns: telling apart "not installed", "not permitted", "timed out", "exited non-zero" and
+"ran", in the words a probe's detail uses. Starting, bounding, killing and reaping the command
+is `sipwatch.subproc`'s. Must not know: what the output means (the probe parses it).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
 from dataclasses import dataclass
+
+from sipwatch.errors import StartError
+from sipwatch.subproc import MAX_OUTPUT, run_async
 
 #: Outcome kinds of a command run.
 RAN, MISSING, DENIED, TIMEOUT, FAILED = "ran", "missing", "denied", "timeout", "failed"
@@ -38,54 +36,21 @@ class CommandRun:
         return ""
 
 
-def _kill_group(pid: int) -> None:
-    # The process was started with start_new_session=True: its group id is its PID, and
-    # everything in that group is ours.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
 async def run_command(
-    argv: tuple[str, ...] | list[str], *, timeout_s: float, max_output: int = 4 << 20
+    argv: tuple[str, ...] | list[str], *, timeout_s: float, max_output: int = MAX_OUTPUT
 ) -> CommandRun:
     """Run argv (no shell) with a deadline. Never raises (except CancelledError)."""
     if not argv:
         return CommandRun(MISSING, error="empty command")
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        return CommandRun(MISSING, error=f"{argv[0]}: command not found")
-    except PermissionError as exc:
-        return CommandRun(DENIED, error=f"{argv[0]}: {exc.strerror}")
-    except OSError as exc:
-        return CommandRun(DENIED, error=f"{argv[0]}: cannot run: {exc.strerror or exc}")
-    assert proc.stdout is not None and proc.stderr is not None
-
-    async def read(stream: asyncio.StreamReader) -> tuple[bytes, bool]:
-        data = await stream.read(max_output + 1)
-        truncated = len(data) > max_output
-        while await stream.read(65536):  # drain the rest so the child cannot block on us
-            truncated = True
-        return data[:max_output], truncated
-
-    try:
-        async with asyncio.timeout(timeout_s):
-            (out, cut_out), (err, _) = await asyncio.gather(read(proc.stdout), read(proc.stderr))
-            returncode = await proc.wait()
-    except TimeoutError:
-        _kill_group(proc.pid)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2.0):
-                await proc.wait()
+        done = await run_async(argv, timeout_s=timeout_s, max_output=max_output)
+    except StartError as exc:
+        if exc.missing:
+            return CommandRun(MISSING, error=f"{exc.program}: command not found")
+        if exc.denied:
+            return CommandRun(DENIED, error=f"{exc.program}: {exc.reason}")
+        return CommandRun(DENIED, error=f"{exc.program}: cannot run: {exc.reason}")
+    if done.timed_out:
         return CommandRun(TIMEOUT, error=f"{argv[0]} did not finish within {timeout_s:g} s")
-    except asyncio.CancelledError:
-        _kill_group(proc.pid)
-        raise
-    kind = RAN if returncode == 0 else FAILED
-    return CommandRun(kind, returncode, out, err, truncated=cut_out)
+    kind = RAN if done.rc == 0 else FAILED
+    return CommandRun(kind, done.rc, done.stdout, done.stderr, truncated=done.stdout_truncated)

@@ -27,8 +27,8 @@ from sipwatch.model import Outcome, ProbeResult
 from sipwatch.numbers import ascii_int
 from sipwatch.probes._memory import ProbeMemory
 from sipwatch.probes.kind import check_timing
-from sipwatch.sip.blocking import TlsOptions
 from sipwatch.sip.flows import Flow, SentBy
+from sipwatch.sip.sockets import TlsOptions
 from sipwatch.sip.target import (
     DEFAULT_PORTS,
     SUPPORTED_TRANSPORTS,

@@ -27,7 +27,7 @@ from sipwatch.model import Outcome, ProbeResult
 from sipwatch.probes._sip import ProbeContext, SipProbeSpec, base_result, probe_targets
 from sipwatch.probes.kind import ProbeKind
 from sipwatch.probes.sip_options import flow as options_flow
-from sipwatch.sip.blocking import classify_os_error
+from sipwatch.sip.sockets import classify_os_error
 
 LEG_VIP = "vip"
 LEG_VIP_TO_SERVER = "vip_to_server"

@@ -14,9 +14,9 @@ from typing import TypeVar
 
 from sipwatch import trace
 from sipwatch.errors import SipParseError
-from sipwatch.sip.blocking import TlsOptions
 from sipwatch.sip.flows import Flow, NewDeadline
 from sipwatch.sip.message import Message, Request, Response
+from sipwatch.sip.sockets import TlsOptions
 from sipwatch.sip.target import WsOptions
 from sipwatch.sip.transaction import (
     ClientTransaction,

@@ -1,5 +1,6 @@
 """SIP transports over asyncio: UDP, TCP, TLS, WS and WSS. The only asyncio socket code in
-sipwatch's SIP layer.
+sipwatch's SIP layer; the socket helpers it shares with the blocking driver (UDP sockets, TLS
+contexts, error kinds) are `sockets.py`'s.
 
 Owns: opening a connected socket to one target, framing (datagram = message; streams by
 Content-Length; WebSocket = one message per frame, through the sans-IO `ws.WsClient` that the
@@ -18,7 +19,9 @@ import ssl
 from typing import TYPE_CHECKING, Protocol
 
 from sipwatch.errors import SipParseError, TransportError
-from sipwatch.sip.blocking import (
+from sipwatch.sip.flows import SentBy
+from sipwatch.sip.message import MAX_MESSAGE_SIZE, Message, StreamFramer, parse_message
+from sipwatch.sip.sockets import (
     TlsOptions,
     classify_os_error,
     icmp_detail,
@@ -27,8 +30,6 @@ from sipwatch.sip.blocking import (
     tls_error,
     udp_socket,
 )
-from sipwatch.sip.flows import SentBy
-from sipwatch.sip.message import MAX_MESSAGE_SIZE, Message, StreamFramer, parse_message
 from sipwatch.sip.target import WS_TRANSPORTS, WsOptions
 from sipwatch.sip.transaction import BRANCH_IN_BYTES
 

@@ -110,9 +110,7 @@ def test_provisional_stops_retransmissions_and_records_pdd():
     tx = InviteTransaction(req, reliable=False, timers=T)
     tx.start(0.0)
     tx.on_timer(0.5)
-    assert [type(a) for a in tx.on_response(response_to(req, 100, tag=None), 0.6)] == [
-        Provisional
-    ]
+    assert [type(a) for a in tx.on_response(response_to(req, 100, tag=None), 0.6)] == [Provisional]
     assert tx.state is InviteState.PROCEEDING and tx.first_ringing_at is None
     tx.on_response(response_to(req, 180), 1.2)
     assert tx.first_provisional_at == 0.6 and tx.first_ringing_at == 1.2

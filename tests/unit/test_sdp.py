@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -96,7 +98,7 @@ def test_session_direction_applies_when_the_stream_has_none():
         (SIPP_ANSWER.replace(b"IN IP4 127.0.0.1\r\nt", b"IN IP6 127.0.0.1\r\nt"), "not IP6"),
         (SIPP_ANSWER.replace(b"IN IP4 127.0.0.1\r\nt", b"IN IP4\r\nt"), "malformed"),
         (SIPP_ANSWER.replace(b"6000", b"70000"), "out of range"),
-        (SIPP_ANSWER.replace(b"6000", "６０００".encode()), "ASCII"),
+        (SIPP_ANSWER.replace(b"6000", "\uff16\uff10\uff10\uff10".encode()), "ASCII"),
         (SIPP_ANSWER.replace(b"RTP/AVP 0 101", b"RTP/AVP 0 x"), "payload type"),
         (SIPP_ANSWER.replace(b"RTP/AVP", b"RTP/SAVP"), "RTP/SAVP"),
         (SIPP_ANSWER.replace(b"m=audio", b"m=video"), "no audio"),
@@ -116,10 +118,8 @@ def test_port_zero_is_a_rejected_stream():
 
 @given(st.binary(max_size=600))
 def test_parse_answer_raises_only_sdp_error_on_bytes(data):
-    try:
+    with contextlib.suppress(SdpError):
         parse_answer(data)
-    except SdpError:
-        pass
 
 
 _SDP_LINE = st.one_of(

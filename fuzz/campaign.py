@@ -47,7 +47,7 @@ def run_target(name: str, runs: int, seconds: int) -> dict[str, object]:
         str(work),
         str(ROOT / "fuzz" / "corpus" / name),
     ]
-    started = time.monotonic()
+    started, wall_start = time.monotonic(), time.time()
     with log.open("w") as out:
         try:
             proc = subprocess.run(
@@ -61,7 +61,10 @@ def run_target(name: str, runs: int, seconds: int) -> dict[str, object]:
     stats = {k: int(v) for k, v in _STAT.findall(text)}
     done = _DONE.search(text)
     inputs = stats.get("number_of_executed_units", int(done.group(1)) if done else 0)
-    crashes = sorted(p.name for p in artifacts.iterdir() if p.is_file())
+    # This run's findings only: artifacts of earlier runs stay for reference.
+    crashes = sorted(
+        p.name for p in artifacts.iterdir() if p.is_file() and p.stat().st_mtime >= wall_start
+    )
     return {
         "target": name,
         "inputs": inputs,

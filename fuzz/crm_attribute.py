@@ -4,6 +4,7 @@ ClusterError."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fuzz._crm import CannedTools, decode
@@ -12,11 +13,12 @@ from sipwatch.errors import ClusterError
 
 def TestOneInput(data: bytes) -> None:
     tools = CannedTools(decode(data))
-    for query in (
+    queries: tuple[Callable[[], str | None], ...] = (
         lambda: tools.node_attribute("n1", "#health-sipwatch", attrd=True),
         lambda: tools.node_attribute("n1", "standby", cib_file=Path("cib.xml")),
         lambda: tools.cluster_option("node-health-strategy"),
-    ):
+    )
+    for query in queries:
         try:
             value = query()
         except ClusterError:

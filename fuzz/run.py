@@ -16,7 +16,7 @@ from fuzz import TARGETS
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in TARGETS:
         sys.exit(f"usage: python -m fuzz.run TARGET [libFuzzer args]; targets: {' '.join(TARGETS)}")
-    import atheris
+    import atheris  # type: ignore[import-untyped]
 
     name = sys.argv[1]
     with atheris.instrument_imports(include=["sipwatch", "fuzz", "tomllib"]):

@@ -59,12 +59,12 @@ def main() -> None:
     values: list[tuple[int, bytes]] = []
     for data in captures.values():
         for line in data.split(b"\r\n"):
-            name, _, value = line.partition(b": ")
-            if name == b"Via":
+            header, _, value = line.partition(b": ")
+            if header == b"Via":
                 values.append((0, value))
-            elif name == b"CSeq":
+            elif header == b"CSeq":
                 values.append((1, value))
-            elif name == b"Contact":
+            elif header == b"Contact":
                 values.append((2, value))
         request_uri = re.match(rb"^[A-Z]+ (\S+) SIP/2.0", data)
         if request_uri:

@@ -5,6 +5,8 @@ exception escape. The inputs are also in fuzz/corpus/<target>/ as seeds."""
 from __future__ import annotations
 
 import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,10 @@ def test_drbd_status_nested_too_deeply_is_a_parse_error() -> None:
         parse_status(b"[" * DEEP)
 
 
+def _mon_root(text: str) -> ET.Element:
+    return _parse(CallResult("crm_mon", 0, text), "pacemaker-result")
+
+
 def _deep_resources(tag: str) -> str:
     return f"<{tag} id='g'>" * DEEP + f"</{tag}>" * DEEP
 
@@ -65,7 +71,7 @@ def _deep_resources(tag: str) -> str:
 def test_crm_resources_nested_too_deeply_are_a_cluster_error(tag: str) -> None:
     # ClusterView.from_xml walked nested groups/clones/bundles recursively: RecursionError.
     # Pacemaker nests at most a bundle or clone around a group around primitives.
-    root = ET_parse(
+    root = _mon_root(
         f"<pacemaker-result><resources>{_deep_resources(tag)}</resources></pacemaker-result>"
     )
     with pytest.raises(ClusterError, match="nested"):
@@ -74,15 +80,18 @@ def test_crm_resources_nested_too_deeply_are_a_cluster_error(tag: str) -> None:
 
 def test_crm_simulate_resources_nested_too_deeply_are_a_cluster_error() -> None:
     class Canned(PacemakerTools):
-        def run(self, tool, args, *, cib_file=None, retry=True):  # type: ignore[no-untyped-def]
+        def run(
+            self,
+            tool: str,
+            args: Sequence[str],
+            *,
+            cib_file: Path | None = None,
+            retry: bool = True,
+        ) -> CallResult:
             status = f"<cluster_status><resources>{_deep_resources('group')}</resources>"
             return CallResult(
                 tool, 0, f"<pacemaker-result>{status}</cluster_status></pacemaker-result>"
             )
 
-    with pytest.raises(ClusterError, match="crm_simulate.*nested"):
+    with pytest.raises(ClusterError, match=r"crm_simulate: .* nested"):
         Canned(env={}).simulate(Path("cib.xml"))
-
-
-def ET_parse(text: str):  # type: ignore[no-untyped-def]
-    return _parse(CallResult("crm_mon", 0, text), "pacemaker-result")

@@ -181,6 +181,10 @@ def load_settings(path: Path | str | None = None) -> Settings:
             raise ConfigError(f"cannot read config file {toml_path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {toml_path} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:  # tomllib.load decodes the bytes itself
+            raise ConfigError(f"config file {toml_path} is not UTF-8 (TOML is): {exc}") from None
+        except RecursionError:  # tomllib reads nested arrays and inline tables recursively
+            raise ConfigError(f"config file {toml_path}: values nested too deeply") from None
 
     class _Loaded(Settings):
         model_config = SettingsConfigDict(toml_file=toml_path)

@@ -312,9 +312,10 @@ class ClusterView:
         return next((n for n in self.nodes if n.name == name), None)
 
     @classmethod
-    def from_xml(cls, status: ET.Element) -> ClusterView:
+    def from_xml(cls, status: ET.Element, *, tool: str = "crm_mon") -> ClusterView:
         """From a `<cluster_status>`/`<revised_cluster_status>` of crm_simulate, or the root of
-        `crm_mon --output-as=xml`."""
+        `crm_mon --output-as=xml`. ClusterError (naming `tool`) for resources nested deeper
+        than Pacemaker nests them."""
         nodes = tuple(
             NodeView(
                 name=n.get("name", ""),
@@ -329,7 +330,7 @@ class ClusterView:
         section = status.find("resources")
         if section is not None:
             for top in section:
-                views.extend(_resource_views(top))
+                views.extend(_resource_views(top, tool))
         return cls(nodes, tuple(views))
 
 
@@ -339,9 +340,16 @@ def _active_nodes(resource: ET.Element) -> tuple[str, ...]:
     return tuple(sorted(n.get("name", "") for n in resource.findall("node")))
 
 
-def _resource_views(elem: ET.Element) -> Iterator[ResourceView]:
+#: Pacemaker nests at most a clone or bundle around a group around primitives; output nested
+#: deeper is not the tools' (and would exhaust the recursion of `_resource_views`).
+_MAX_RESOURCE_NESTING = 8
+
+
+def _resource_views(elem: ET.Element, tool: str, depth: int = 0) -> Iterator[ResourceView]:
     """A view for this element and every group/primitive nested in it, so a resource id can
     name a group, a primitive (inside a group or not) or a clone."""
+    if depth > _MAX_RESOURCE_NESTING:
+        raise ClusterError(f"{tool}: resources nested more than {_MAX_RESOURCE_NESTING} deep")
     rid = elem.get("id", "")
     if elem.tag == "resource":
         yield ResourceView(rid, "primitive", ((rid, _active_nodes(elem)),))
@@ -351,7 +359,7 @@ def _resource_views(elem: ET.Element) -> Iterator[ResourceView]:
     members = tuple((r.get("id", ""), _active_nodes(r)) for r in elem.iter("resource"))
     yield ResourceView(rid, elem.tag, members)
     for child in elem:
-        yield from _resource_views(child)
+        yield from _resource_views(child, tool, depth + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,8 +597,8 @@ class PacemakerTools:
             raise ClusterError("crm_simulate: no <cluster_status> in its output")
         revised = root.find("revised_cluster_status")
         return Simulation(
-            ClusterView.from_xml(current),
-            ClusterView.from_xml(revised if revised is not None else current),
+            ClusterView.from_xml(current, tool="crm_simulate"),
+            ClusterView.from_xml(revised if revised is not None else current, tool="crm_simulate"),
         )
 
     def node_attribute(

@@ -44,6 +44,10 @@ def load_policy(name_or_path: str | Path, *, relative_to: Path | None = None) ->
         raise ConfigError(f"cannot read policy file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"policy file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # tomllib.load decodes the bytes itself
+        raise ConfigError(f"policy file {path} is not UTF-8 (TOML is): {exc}") from None
+    except RecursionError:  # tomllib reads nested arrays and inline tables recursively
+        raise ConfigError(f"policy file {path}: values nested too deeply") from None
     return parse_policy(data, source=str(path))
 
 

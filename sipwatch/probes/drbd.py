@@ -163,6 +163,8 @@ def parse_status(text: str | bytes) -> list[Resource]:
         data = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DrbdParseError(f"not JSON: {exc}") from None
+    except RecursionError:  # json.loads recurses per level; drbdsetup nests four deep
+        raise DrbdParseError("JSON nested too deeply") from None
     resources: list[Resource] = []
     for r in _objects(data, "top level"):
         name = _get(r, "name", str, "resource")

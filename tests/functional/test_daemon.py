@@ -53,7 +53,7 @@ def get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def wait_for(pred, timeout_s: float = 8.0, step: float = 0.1):
+def wait_for(pred, timeout_s: float = 10.0, step: float = 0.1):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = pred()

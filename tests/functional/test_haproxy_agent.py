@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_daemon import _listening, running
 
 from testbed import free_port
 
@@ -51,11 +52,6 @@ def wait_for(pred, timeout_s: float = 10.0, step: float = 0.1):
     raise AssertionError(f"condition not met within {timeout_s} s (last: {last!r})")
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def status(http_port: int) -> dict:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status", timeout=2) as r:
@@ -83,20 +79,9 @@ def sipwatch_run(tmp_path: Path, probes: str, agent_port: int) -> Iterator[int]:
         f"agent_check_port = {agent_port}\n{probes}"
     )
     log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
+    with running(cfg, log):
         wait_for(lambda: _listening(http_port) and _listening(agent_port))
         yield http_port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def options_probe(uri: str) -> str:

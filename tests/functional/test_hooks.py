@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_daemon import _listening, wait_for
 
 from testbed import free_port
 
@@ -32,24 +32,9 @@ role = "critical"
 """
 
 
-def wait_for(pred, timeout_s: float = 10.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout_s} s")
-
-
 def runs(port: int) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as r:
         return int(json.loads(r.read())["probes"]["pbx-udp"]["runs"])
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_daemon import running, wait_for
 from vrrp_pair import VRRP_CHECK, vrrp_pair, why_not
 
 from testbed import free_port
@@ -30,16 +31,6 @@ rise = 2
 [kinds.sip_options]
 role = "critical"
 """
-
-
-def wait_for(pred, timeout_s: float = 10.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 @pytest.fixture
@@ -59,20 +50,8 @@ def sipwatch_run(workdir: Path, uri: str, daemon_keys: str) -> Iterator[subproce
         f'[[probes]]\nname = "pbx-udp"\nkind = "sip_options"\nuri = "{uri}"\n'
         "interval_s = 0.3\ntimeout_s = 0.25\n"
     )
-    with (workdir / "daemon.log").open("wb") as out:
-        proc = subprocess.Popen(
-            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
+    with running(cfg, workdir / "daemon.log") as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
 
 
 def test_track_file_moves_the_vip_when_the_pbx_goes_red(root, kam, tmp_path):

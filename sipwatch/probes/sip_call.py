@@ -436,6 +436,8 @@ def _media_extra(report: MediaReport | None) -> dict[str, Any]:
             "max_gap_ms": None,
         }  # fmt: skip
     loss = report.round_trip_loss_pct if report.echoed else report.loss_pct
+    if report.received == 0 and report.sent:
+        loss = 100.0  # nothing back: §A.3 has no sequence numbers to count from
     return {
         "rtp_sent": report.sent,
         "rtp_received": report.received,
@@ -445,6 +447,7 @@ def _media_extra(report: MediaReport | None) -> dict[str, Any]:
         "rtp_echoed": report.echoed,
         "rtp_unexpected_source": report.unexpected_source,
         "first_rtp_ms": report.first_rtp_ms,
+        "rtp_late_slots": report.late_slots,  # our sender fell behind (a loaded host)
     }
 
 

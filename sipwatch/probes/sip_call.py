@@ -387,18 +387,31 @@ class _Call:
             return exchange.response.status_code
         return exchange.failure or "timeout"
 
-    async def hang_up(self) -> None:
-        """End whatever is still up, bounded by teardown_s. Safe to call more than once."""
+    async def end(self) -> None:
+        """BYE the dialog unless it is ended (or being ended) already."""
         if self.dialog is not None and not self.ended.by:
-            self.ended = _Ended("pending", "us")
+            self.ended = _Ended("pending", "us")  # a second end() must not BYE again
             self.ended = _Ended(await self._bye(self.dialog), "us")
+
+    async def hang_up(self) -> None:
+        """End whatever is still up, bounded by teardown_s; runs after the call on every
+        path (an exception, the task cancelled). Safe to call more than once."""
+        await self.end()
+        cancelled: list[InviteTransaction] = []
         for tx in self.txs:
             if tx.state is InviteState.PROCEEDING and not tx.done:
                 self._apply(tx, tx.cancel(self.loop.time()))
+                cancelled.append(tx)
             elif tx.state is InviteState.CALLING:
                 tx.abandon()  # §9.1: no CANCEL before a provisional; stop retransmitting
+        self._schedule()
+        until = self.loop.time() + self.spec.teardown_s
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.spec.teardown_s)
+        # The CANCELed INVITE's 487 (ACKed by its transaction), or a 2xx that raced the
+        # CANCEL (ACKed, then BYE'd here).
+        await self.wait_for(lambda: all(tx.done for tx in cancelled), until)
+        await self.end()
 
     def close(self) -> None:
         if self._handle is not None:
@@ -568,7 +581,7 @@ async def _place(
     assert call.dialog is not None
     answer = call.txs[-1].final or final
     if call.cancel_sent or final is None:
-        call.ended = _Ended(await call._bye(call.dialog), "us")
+        await call.end()
         extra["bye_status"] = call.ended.bye_status
         return result(
             Outcome.TIMEOUT,
@@ -594,8 +607,7 @@ async def _place(
                 extra.update(_media_extra(report))
                 if report.received == 0:
                     no_media = _why_no_media(report, audio.address, audio.port)
-    if not call.ended.by:
-        call.ended = _Ended(await call._bye(call.dialog), "us")
+    await call.end()
     extra["bye_status"] = call.ended.bye_status
     extra["ended_by"] = call.ended.by
     extra["acks"] = call.acks

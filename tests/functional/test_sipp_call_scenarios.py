@@ -165,3 +165,40 @@ def test_a_bye_from_the_far_end_during_media_is_answered_and_reported(ivr):
     assert x["ended_by"] == "remote" and x["bye_status"] is None
     assert 0 < x["rtp_sent"] < 50, "media stops when the far end hangs up"
     assert "the far end ended the call" in r["detail"]
+
+
+# -- the call is ended on every exit path: a probe task cancelled mid-call -------------------
+
+
+async def _cancel_once(sent_or_received: str, start: str, peer: SippIvr, **spec: Any) -> None:
+    """Run the probe in a task, cancel it once the trace shows `start` (bounded), and let
+    sipp say whether the call was still ended properly."""
+    import asyncio
+
+    from sipwatch import trace
+    from sipwatch.probes import run_probe
+    from sipwatch.probes._sip import ProbeContext
+    from sipwatch.probes.sip_call import SipCallSpec
+
+    with trace.tracing("cancelled") as tr:
+        task = asyncio.create_task(run_probe(SipCallSpec(uri=peer.uri(), **spec), ProbeContext()))
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 5
+        while not any(
+            e.direction == sent_or_received and e.text.startswith(start) for e in tr.events
+        ):
+            assert loop.time() < until and not task.done(), tr.render()
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    status = await asyncio.to_thread(peer.wait, 10)
+    assert status == 0, f"the cancelled probe left sipp's call incomplete:\n{peer.explain()}"
+
+
+async def test_a_probe_cancelled_during_media_still_sends_its_bye(ivr):
+    await _cancel_once("sent", "ACK ", ivr("answer"), media_s=10.0)
+
+
+async def test_a_probe_cancelled_while_ringing_still_cancels_and_acks_the_487(ivr):
+    await _cancel_once("received", "SIP/2.0 180", ivr("ring_until_cancel"), timeout_s=10.0)

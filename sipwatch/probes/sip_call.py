@@ -541,6 +541,8 @@ async def _place(
         return base_result(spec, METHOD, outcome, detail=detail, extra=extra, **common, **kw)
 
     final = tx.final
+    if call.cancel_sent:  # the 487 may overtake the CANCEL's own answer: wait for it too
+        await call.wait_for(lambda: call.cancel_status is not None, loop.time() + spec.teardown_s)
     if final is None:
         if tx.transport_error or call.transport_error:
             kind, why = call.transport_error or ("refused", tx.transport_error)

@@ -202,3 +202,37 @@ async def test_a_probe_cancelled_during_media_still_sends_its_bye(ivr):
 
 async def test_a_probe_cancelled_while_ringing_still_cancels_and_acks_the_487(ivr):
     await _cancel_once("received", "SIP/2.0 180", ivr("ring_until_cancel"), timeout_s=10.0)
+
+
+# -- behind a record-routing proxy: Kamailio between the probe and the IVR -------------------
+
+
+async def test_ack_and_bye_follow_the_route_set_of_a_record_routing_proxy(ivr, tmp_path):
+    """Kamailio record-routes the INVITE; the probe's ACK and BYE must carry its Route
+    (Kamailio logs each in-dialog request it routed by the route set) and reach sipp through
+    it (the scenario checks they arrive with the proxy's Via on top of ours)."""
+    import asyncio
+
+    from sipwatch.probes import run_probe
+    from sipwatch.probes._sip import ProbeContext
+    from sipwatch.probes.sip_call import SipCallSpec
+    from testbed import start_kamailio
+
+    try:
+        kam = start_kamailio(tmp_path / "kam", tls=False, ws=False, record_route=True)
+    except MissingToolError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        peer = ivr("answer_via_proxy")
+        proxy = f"sip:{kam.host}:{kam.udp_port}"
+        spec = SipCallSpec(uri=peer.uri(), outbound_proxy=proxy, media_s=0.3)
+        r = await run_probe(spec, ProbeContext())
+        status = await asyncio.to_thread(peer.wait, 10)
+        assert status == 0, f"the ACK or BYE did not come through the proxy:\n{peer.explain()}"
+        assert r.outcome.value == "ok" and r.extra["bye_status"] == 200, r
+        log = kam.log_file.read_text()
+        for method in ("ACK", "BYE"):
+            assert f"dialog: {method} routed by the route set" in log, log[-2000:]
+        assert "without a Route to this proxy" not in log
+    finally:
+        kam.stop()

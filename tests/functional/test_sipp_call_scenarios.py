@@ -29,12 +29,13 @@ IVR_USER, IVR_PASSWORD = "monitor", "ivr-secret-7"
 def ivr(tmp_path: Path) -> Iterator[Any]:
     started: list[SippIvr] = []
 
-    def start(name: str, *, rtp_echo: bool = True) -> SippIvr:
+    def start(name: str, *, rtp_echo: bool = True, transport: str = "udp") -> SippIvr:
         try:
             peer = start_sipp_ivr(
                 SCENARIOS / f"{name}.xml",
                 tmp_path,
                 rtp_echo=rtp_echo,
+                transport=transport,
                 keys={"user": IVR_USER, "password": IVR_PASSWORD},
             )
         except MissingToolError as exc:
@@ -65,11 +66,12 @@ def sipp_passed(peer: SippIvr) -> None:
     assert status == 0, f"sipp saw an incomplete call (exit {status}):\n{peer.explain()}"
 
 
-def test_answered_with_echo_is_ok_and_every_packet_comes_back(ivr):
-    peer = ivr("answer")
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_answered_with_echo_is_ok_and_every_packet_comes_back(ivr, transport):
+    peer = ivr("answer", transport=transport)
     rc, r, _ = call(peer.uri())
     sipp_passed(peer)  # the ACK and the BYE arrived
-    assert (rc, r["outcome"], r["status_code"]) == (0, "ok", 200), r
+    assert (rc, r["outcome"], r["status_code"], r["transport"]) == (0, "ok", 200, transport), r
     x = r["extra"]
     # 1 s of 20 ms slots; on a loaded host our sender skips the slots it woke too late for
     assert x["rtp_sent"] + x["rtp_late_slots"] == 50 and x["rtp_sent"] >= 40, x
@@ -236,3 +238,29 @@ async def test_ack_and_bye_follow_the_route_set_of_a_record_routing_proxy(ivr, t
         assert "without a Route to this proxy" not in log
     finally:
         kam.stop()
+
+
+def test_a_call_probe_from_a_config_file(ivr, tmp_path):
+    """`[[probes]] kind = "sip_call"` validates and runs as the daemon runs it (asyncio)."""
+    peer = ivr("answer")
+    config = tmp_path / "sipwatch.toml"
+    config.write_text(
+        f'[[probes]]\nname = "call-ivr"\nkind = "sip_call"\nuri = "{peer.uri()}"\n'
+        "media_s = 0.4\ntimeout_s = 3.0\nteardown_s = 1.0\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "sipwatch", "probe", "--config", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    sipp_passed(peer)
+    r = json.loads(done.stdout)
+    assert (done.returncode, r["probe"], r["kind"], r["outcome"]) == (
+        0,
+        "call-ivr",
+        "sip_call",
+        "ok",
+    ), r
+    assert r["extra"]["rtp_sent"] + r["extra"]["rtp_late_slots"] == 20

@@ -24,6 +24,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 
 __all__ = ["BEHAVIOURS", "HostileUas", "start_hostile_uas"]
@@ -73,6 +74,17 @@ class HostileUas:
 
     def uri(self, user: str = "ivr") -> str:
         return f"sip:{user}@{_HOST}:{self.port}"
+
+    def wait_received(self, count: int, timeout_s: float = 5.0) -> list[Received]:
+        """The requests received, once there are at least `count` (or `timeout_s` passed):
+        a fire-and-forget ACK may still be in flight when the caller is done."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                got = list(self.received)
+            if len(got) >= count or time.monotonic() > deadline:
+                return got
+            time.sleep(0.01)
 
     def methods(self) -> list[str]:
         with self._lock:

@@ -245,7 +245,7 @@ class _Call:
         ours = self.dialog is not None and request.call_id == self.dialog.call_id
         if request.method == "BYE" and ours:
             self.leg.send(_reply(request, 200, "OK"))  # §15.1.2
-            if self.remote_bye_at is None:
+            if self.remote_bye_at is None and self.ended.by != "us":  # not after our BYE
                 self.remote_bye_at = self.loop.time()
                 self.ended = _Ended(None, "remote")
                 self.remote_bye.set()

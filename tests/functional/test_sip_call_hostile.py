@@ -60,7 +60,7 @@ async def test_a_200_for_another_branch_or_call_id_is_ignored(callee):
     r = await call(peer)
     # Had either 200 been taken for the answer, the 486 behind them would have been dropped.
     assert (r.outcome, r.status_code) == (Outcome.BAD_STATUS, 486), r
-    invite, ack = peer.received
+    invite, ack = peer.wait_received(2)
     assert (invite.method, ack.method) == ("INVITE", "ACK")
     assert ack.branch == invite.branch, "only the 486 is ACKed (§17.1.1.3: same branch)"
 
@@ -72,3 +72,20 @@ async def test_garbage_instead_of_a_response_is_malformed_and_nothing_is_left_up
     assert r.detail.startswith("only unparsable replies"), r.detail
     methods = peer.methods()
     assert set(methods) == {"INVITE"} and len(methods) >= 2, methods  # Timer A, then given up
+
+
+async def test_nothing_listening_is_refused_at_once(closed_udp_port):
+    r = await run_probe(
+        SipCallSpec(uri=f"sip:ivr@127.0.0.1:{closed_udp_port}", timeout_s=3.0), ProbeContext()
+    )
+    assert r.outcome is Outcome.REFUSED, r
+    assert r.extra["bye_status"] is None and r.extra["answer_ms"] is None
+
+
+async def test_an_unreadable_password_file_is_a_local_error(tmp_path, closed_udp_port):
+    spec = SipCallSpec(
+        uri=f"sip:ivr@127.0.0.1:{closed_udp_port}",
+        password_file=str(tmp_path / "missing.pass"),
+    )
+    r = await run_probe(spec, ProbeContext())
+    assert r.outcome is Outcome.LOCAL_ERROR and "cannot read password file" in r.detail, r

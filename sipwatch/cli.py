@@ -6,7 +6,8 @@ is imported inside the command that needs it.
 
 Exit codes of `sipwatch probe` (same meaning as sipsak's):
     0  alive: the answer's status is counted as alive
-    1  answered, but not alive (bad status, 503 draining, credentials rejected)
+    1  answered, but not alive (bad status, 503 draining, credentials rejected, a call
+       answered without audio: no_media)
     2  local, usage or config error (nothing was learnt about the peer)
     3  no answer or transport error (timeout, refused, unreachable, TLS, garbage, DNS)
 """
@@ -39,12 +40,13 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     probe = sub.add_parser(
         "probe",
         help="probe one SIP URI once (a correct `sipsak -s`)",
-        description="Send one OPTIONS (or REGISTER) and report. Exit: 0 alive, 1 answered "
-        "but not alive, 2 local/usage/config error, 3 no answer or transport error.",
+        description="Send one OPTIONS (or REGISTER), or place one call (INVITE, media, BYE) "
+        "and report. Exit: 0 alive, 1 answered but not alive (or a call without audio), "
+        "2 local/usage/config error, 3 no answer or transport error.",
     )
     probe.add_argument("uri", nargs="?", help="sip:/sips: URI, e.g. sip:pbx.example.com")
     probe.add_argument(
-        "--method", choices=("OPTIONS", "REGISTER"), default="OPTIONS", type=str.upper
+        "--method", choices=("OPTIONS", "REGISTER", "INVITE"), default="OPTIONS", type=str.upper
     )
     probe.add_argument(
         "--transport",
@@ -64,7 +66,10 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         "--password-env", metavar="VAR", help="environment variable holding the password"
     )
     probe.add_argument(
-        "--timeout", type=float, default=2.0, metavar="S", help="deadline in seconds (default 2)"
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="deadline in seconds (default 2; INVITE: for the final answer, default 5)",
     )
     probe.add_argument(
         "--alive",
@@ -79,6 +84,13 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         "--keep", action="store_true", help="REGISTER: keep the binding (no unregister)"
     )
     probe.add_argument("--registrar", metavar="URI", help="REGISTER: send to this URI")
+    probe.add_argument(
+        "--media-s",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="INVITE: seconds of RTP once answered, 0 = signalling only (default 1)",
+    )
     probe.add_argument("--ca-file", metavar="F", help="TLS: CA bundle to verify against")
     probe.add_argument("--server-name", metavar="NAME", help="TLS: SNI and name to verify")
     probe.add_argument("--insecure", action="store_true", help="TLS: do not verify the certificate")
@@ -144,7 +156,7 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
     common: dict[str, Any] = {
         "uri": args.uri,
         "transport": args.transport,
-        "timeout_s": args.timeout,
+        "timeout_s": args.timeout or (5.0 if args.method == "INVITE" else 2.0),
         "alive_codes": tuple(c for c in args.alive.split(",") if c),
         "user": args.user,
         "password_file": args.password_file,
@@ -155,6 +167,10 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         "ws_path": args.ws_path,
         "ws_origin": args.ws_origin,
     }
+    if args.method == "INVITE":
+        from sipwatch.probes.sip_call import SipCallSpec
+
+        return SipCallSpec(**common, media_s=args.media_s)
     if args.method == "REGISTER":
         from sipwatch.probes.sip_register import SipRegisterSpec
 

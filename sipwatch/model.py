@@ -28,6 +28,7 @@ class Outcome(enum.StrEnum):
     OK = "ok"  # answered with a status counted as alive
     BAD_STATUS = "bad_status"  # answered, but with a status not counted as alive
     DRAINING = "draining"  # 503 with Retry-After: alive but asking to be left alone
+    NO_MEDIA = "no_media"  # a call was answered, but no RTP came back (one-way or no audio)
     TIMEOUT = "timeout"  # no final response before Timer F or the probe deadline
     REFUSED = "refused"  # ICMP port unreachable (UDP) or RST (TCP): nothing listens
     UNREACHABLE = "unreachable"  # no route / ICMP host or network unreachable

@@ -394,6 +394,7 @@ def start_kamailio(
     forward: bool = False,
     server_name: str | None = None,
     ws: bool = True,
+    record_route: bool = False,
 ) -> KamailioPeer:
     """Start Kamailio in `rundir` (created if needed) and wait until it answers OPTIONS.
 
@@ -407,8 +408,11 @@ def start_kamailio(
     TLS 5061, WS 5066 and WSS 5065 (PortSIP's WSS port; the namespace is fresh), and readiness
     is checked from inside it.
     forward: relay requests not addressed to this Kamailio (the "PBX" in front of an IVR
-    server, see kamailio.cfg). server_name: send "Server: <server_name>" in replies (and use
-    it as User-Agent); by default replies carry no Server header.
+    server, see kamailio.cfg). record_route: forward, and stay in the dialogs of the INVITEs
+    it relays (Record-Route; the ACK and in-dialog requests relayed by their Route set, each
+    logged as "dialog: METHOD routed by the route set"). server_name: send
+    "Server: <server_name>" in replies (and use it as User-Agent); by default replies carry
+    no Server header.
     """
     if netns is None:
         check_loopback(host)
@@ -438,8 +442,10 @@ def start_kamailio(
     users_block = "\n".join(f'\t$sht(users=>{n}) = "{p}";' for n, p in sorted(users.items()))
     last_error = ""
     base_defines = ["#!define WITH_TLS" if tls else "# TLS off"]
-    if forward:
+    if forward or record_route:
         base_defines.append("#!define WITH_FORWARD")
+    if record_route:
+        base_defines.append("#!define WITH_RECORD_ROUTE")
     for _ in range(_START_ATTEMPTS):
         tls_port: int | None = None
         ws_port: int | None = None

@@ -1,4 +1,5 @@
-"""sipp as a scripted UAS on the loopback: always 200, always 503 + Retry-After, or silent.
+"""sipp as a scripted UAS on the loopback: always 200, always 503 + Retry-After, or silent;
+and sipp as the IVR of one call (`start_sipp_ivr`: a scenario file, RTP echo, `-m 1`).
 
 Owns: starting sipp with one of the scenario files next to this module, waiting (bounded)
 until it is ready, and stopping it by its PID. The screen output goes to
@@ -27,7 +28,7 @@ from testbed.process import (
     stop_process,
 )
 
-__all__ = ["SCENARIOS", "SippPeer", "start_sipp_uas"]
+__all__ = ["SCENARIOS", "SippIvr", "SippPeer", "start_sipp_ivr", "start_sipp_uas"]
 
 # scenario name -> the status code its readiness check expects (None: never answers)
 SCENARIOS: dict[str, int | None] = {"200": 200, "503": 503, "silent": None}
@@ -168,5 +169,128 @@ def start_sipp_uas(
             f"--- errors ---\n{errors}\n--- screen tail ---\n{log_tail(screen, 20)}"
         )
         if "Address already in use" not in errors:
+            break
+    raise TestbedError(last_error)
+
+
+@dataclass
+class SippIvr:
+    """sipp as an IVR running one scenario file for exactly one call (`-m 1`): its exit
+    status says whether every message the scenario expects (ACK, CANCEL, BYE...) arrived."""
+
+    host: str
+    port: int
+    media_port: int
+    transport: str
+    pid: int
+    screen_file: Path
+    errors_file: Path
+    messages_file: Path
+    _proc: subprocess.Popen[bytes] = field(repr=False, compare=False)
+
+    def uri(self, user: str = "ivr") -> str:
+        hostport = f"{rawsip.format_host(self.host)}:{self.port}"
+        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
+        return f"sip:{user}@{hostport}{suffix}"
+
+    def wait(self, timeout_s: float = 10.0) -> int:
+        """sipp's exit status once its one call is over (bounded; TestbedError if not)."""
+        try:
+            return self._proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise TestbedError(
+                f"sipp {self.screen_file.name} still running after {timeout_s}s:\n"
+                f"{log_tail(self.errors_file, 10)}\n{log_tail(self.screen_file, 20)}"
+            ) from None
+
+    def received(self, method: str) -> int:
+        """How many `method` requests sipp received, retransmissions included (its message
+        log: sipp takes a byte-identical request for a retransmission and answers it with
+        its last message instead of moving on, so its scenario alone cannot count them)."""
+        try:
+            text = self.messages_file.read_text(errors="replace")
+        except OSError:
+            return 0
+        count = 0
+        for block in text.split(" message received [")[1:]:
+            lines = [line for line in block.splitlines()[1:] if line.strip()]
+            count += bool(lines) and lines[0].startswith(f"{method} ")
+        return count
+
+    def explain(self) -> str:
+        """The error log and screen tail, for an assertion message."""
+        return f"--- errors ---\n{log_tail(self.errors_file, 15)}\n--- screen ---\n" + log_tail(
+            self.screen_file, 30
+        )
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        stop_process(self._proc, timeout_s)
+
+    def __enter__(self) -> SippIvr:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def start_sipp_ivr(
+    scenario: Path,
+    rundir: Path,
+    *,
+    rtp_echo: bool = True,
+    transport: str = "udp",
+    host: str = "127.0.0.1",
+    keys: dict[str, str] | None = None,
+    call_timeout_s: float = 15.0,
+    ready_timeout_s: float = 5.0,
+) -> SippIvr:
+    """Start `sipp -sf SCENARIO -m 1` as the IVR of one call, its media on a port of its own
+    (`-mi/-mp`, `[media_port]` in the SDP; with `rtp_echo`, every RTP packet that arrives
+    there is sent back to its source). `keys` become `-key NAME VALUE` ([NAME] in the
+    scenario). Ready once its SIP port is bound: no probe message is sent (it would be the
+    one call). Raises TestbedError / MissingToolError."""
+    if transport not in _TRANSPORT_FLAG:
+        raise ValueError(f"transport must be udp or tcp, not {transport!r}")
+    check_loopback(host)
+    sipp = require_tool("sipp")
+    scenario = Path(scenario).resolve()
+    rundir = Path(rundir).resolve()
+    rundir.mkdir(parents=True, exist_ok=True)
+    last_error = ""
+    for _ in range(_START_ATTEMPTS):
+        port = free_port(transport, host)
+        media_port = free_port("udp", host)
+        stem = f"sipp-ivr-{scenario.stem}-{port}"
+        screen, errors = rundir / f"{stem}.screen", rundir / f"{stem}.errors.log"
+        messages = rundir / f"{stem}.messages.log"
+        argv = [
+            sipp, "-sf", str(scenario), "-i", host, "-p", str(port),
+            "-t", _TRANSPORT_FLAG[transport], "-mi", host, "-mp", str(media_port),
+            "-m", "1", "-timeout", f"{call_timeout_s:g}s", "-timeout_error",
+            "-nd", "-nostdin", "-f", "10", "-trace_err", "-error_file", str(errors),
+            "-trace_msg", "-message_file", str(messages),
+        ]  # fmt: skip
+        for name, value in (keys or {}).items():
+            argv += ["-key", name, value]
+        if rtp_echo:
+            argv.append("-rtp_echo")
+        with screen.open("ab") as out:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=rundir, start_new_session=True,
+            )  # fmt: skip
+        ivr = SippIvr(host, port, media_port, transport, proc.pid, screen, errors, messages, proc)
+        deadline = time.monotonic() + ready_timeout_s
+        try:
+            while time.monotonic() < deadline and proc.poll() is None:
+                if port_bound(host, port, transport) and port_bound(host, media_port, "udp"):
+                    return ivr
+                time.sleep(0.02)
+        except BaseException:
+            ivr.stop()
+            raise
+        ivr.stop()
+        last_error = f"sipp {scenario.name} did not bind its ports:\n{ivr.explain()}"
+        if "Address already in use" not in last_error:
             break
     raise TestbedError(last_error)

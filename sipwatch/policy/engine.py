@@ -13,7 +13,8 @@ chosen by the caller), so a history is a table and a test never sleeps.
 
 What each outcome does to a probe (rule = Policy.rule_for(probe, kind)):
     ok, draining, degraded      answered: count toward `rise`, end a failure streak
-    timeout, refused, unreachable, tls_error, malformed, dns_error, bad_status, down
+    timeout, refused, unreachable, tls_error, malformed, dns_error, bad_status, no_media,
+    down
                                 a failure: down after `fall` in a row, or after
                                 `window_failures` within `window_s`
     hung                        a failure that puts the probe down at once, red whatever its
@@ -61,6 +62,7 @@ _FAILURES = frozenset(
         Outcome.MALFORMED,
         Outcome.DNS_ERROR,
         Outcome.BAD_STATUS,
+        Outcome.NO_MEDIA,
         Outcome.DOWN,
         Outcome.HUNG,
     }

@@ -26,6 +26,7 @@ from sipwatch.probes.kind import ProbeKind, ProbeSpecBase
 KIND_MODULES: tuple[str, ...] = (
     "sipwatch.probes.sip_options",
     "sipwatch.probes.sip_register",
+    "sipwatch.probes.sip_call",
     "sipwatch.probes.via_vip",
     "sipwatch.probes.from_vip",
     "sipwatch.probes.pbx_process",
@@ -71,8 +72,10 @@ _GRACE_S = 1.0
 async def run_probe(spec: ProbeSpecBase, ctx: ProbeContext) -> ProbeResult:
     import asyncio
 
-    fn = kind_of(spec).probe
-    hard_limit = 2 * spec.timeout_s + _GRACE_S
+    kind = kind_of(spec)
+    fn = kind.probe
+    budget = 2 * spec.timeout_s if kind.budget is None else kind.budget(spec)
+    hard_limit = budget + _GRACE_S
     try:
         return await asyncio.wait_for(fn(spec, ctx), hard_limit)
     except TimeoutError:

@@ -66,13 +66,16 @@ class ProbeKind(Generic[SpecT]):
     frozen dataclass config validates into; `probe` never raises (sipwatch.probes.run_probe
     enforces it). `probe_now`: a blocking, asyncio-free run for the one-shot CLI, returning
     None when it cannot (the URI needs DNS); None here means the kind has no such path.
-    `wake`: makes the kind's `Watch` for one spec; None means it has none."""
+    `wake`: makes the kind's `Watch` for one spec; None means it has none.
+    `budget`: the longest one run of a spec may take (run_probe's hard limit, before its
+    grace); None: twice `timeout_s` (a request and one follow-up, e.g. the unregister)."""
 
     name: str
     spec: type[SpecT]
     probe: Callable[[SpecT, ProbeContext], Awaitable[ProbeResult]]
     probe_now: Callable[[SpecT, ProbeContext], ProbeResult | None] | None = None
     wake: Callable[[SpecT, WakeAll], Watch] | None = None
+    budget: Callable[[SpecT], float] | None = None
 
 
 def check_timing(timeout_s: float, interval_s: float, *, max_timeout_s: float = 60) -> None:

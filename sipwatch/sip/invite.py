@@ -24,6 +24,10 @@ Timers (§17.1.1.2, RFC 6026 §8.4, Table 4 of §A):
 - Timer D: `timer_d_s` (RFC: at least 32 s on UDP; a probe passes less) after a non-2xx
   final on unreliable transports, zero on reliable ones: absorbs retransmitted finals.
 - Timer M: 64*T1 in Accepted: absorbs retransmitted 2xx.
+- `max_answers`: at most this many 2xx (retransmissions and forks included) are passed up
+  in Accepted; the rest are absorbed silently. RFC 6026 bounds nothing here, and a far end
+  that answers each ACK with its 200 again (sipp does: seen ~23,000 times in 15 s) would
+  otherwise ping-pong with a caller that ACKs every 2xx until Timer M.
 - The deadline in Proceeding: a provisional stops Timer B (the RFC then waits for ever); a
   probe cannot, so at the deadline the transaction asks for a CANCEL, then gives the final
   response `cancel_wait_s` (64*T1 by default, §9.1) to arrive before it gives up.
@@ -50,8 +54,11 @@ class InviteTimers:
     t1_s: float = 0.5  # RTT estimate (§17.1.1.1)
     timer_d_s: float = 32.0  # §17.1.1.2: "at least 32 seconds for unreliable transports"
     cancel_wait_s: float | None = None  # after a CANCEL; None: 64*T1 (§9.1)
+    max_answers: int = 32  # 2xx passed up (and so ACKed) per transaction, the first included
 
     def __post_init__(self) -> None:
+        if self.max_answers < 1:
+            raise ValueError("max_answers must be >= 1")
         if not self.t1_s > 0:
             raise ValueError("t1_s must be > 0")
         if self.timer_d_s < 0:
@@ -132,6 +139,7 @@ class InviteTransaction:
     provisional: Response | None = None  # the last one
     final: Response | None = None  # the first final response
     answers: int = 0  # 2xx received, retransmissions included
+    absorbed: int = 0  # 2xx beyond timers.max_answers: neither passed up nor ACKed
     timed_out: bool = False
     cancel_requested: bool = False
     cancel_sent: bool = False
@@ -269,6 +277,9 @@ class InviteTransaction:
                 self._timer_d = now + self.timers.timer_d_s
             return [Transmit(ack), Rejected(response)]
         if self.state is InviteState.ACCEPTED and 200 <= code < 300:
+            if self.answers >= self.timers.max_answers:
+                self.absorbed += 1  # a ping-pong with the far end: stop feeding it
+                return []
             self.answers += 1  # RFC 6026 §7.2: every 2xx goes to the TU
             return [Answered(response, retransmission=True)]
         if self.state is InviteState.COMPLETED and code >= 300 and self._ack is not None:

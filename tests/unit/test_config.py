@@ -169,3 +169,40 @@ def test_ws_keys_in_a_config_file(tmp_path):
     )
     with pytest.raises(ConfigError, match="ws_path 'no-slash'"):
         load_settings(path)
+
+
+def test_portsip_node_ships_a_commented_call_probe_that_validates(tmp_path):
+    """The call through the VIP in the PortSIP probe set is commented out (addresses to
+    edit); uncommented as it stands, it is a valid sip_call probe."""
+    import re
+
+    root = Path(__file__).parent.parent.parent
+    text = (root / "probes" / "portsip-node.toml").read_text()
+    start = text.index('# name = "call-ivr-via-vip"')
+    block = text[text.rindex("# [[probes]]", 0, start) : text.index("\n\n", start)]
+    path = write(tmp_path, re.sub(r"(?m)^# ", "", block))
+    (spec,) = load_settings(path).probes
+    assert (spec.kind, spec.media_s, spec.outbound_proxy) == (
+        "sip_call",
+        1.0,
+        "sip:192.168.1.130:5060",
+    )
+    assert not any(
+        p.kind == "sip_call" for p in load_settings(root / "probes" / "portsip-node.toml").probes
+    )
+
+
+@pytest.mark.parametrize(
+    "line, why",
+    [
+        ("media_s = -1", "media_s must be between 0 and 30"),
+        ("teardown_s = 0", "teardown_s must be > 0"),
+        ("media_ms = 1", "media_ms"),
+    ],
+)
+def test_call_probe_keys_are_checked(tmp_path, line, why):
+    path = write(
+        tmp_path, f'[[probes]]\nkind = "sip_call"\nuri = "sip:ivr@127.0.0.1:5060"\n{line}\n'
+    )
+    with pytest.raises(ConfigError, match=why):
+        load_settings(path)

@@ -364,3 +364,18 @@ def test_name_addr_helpers():
     assert header_tag("<sip:a@h>") is None
     with pytest.raises(SipParseError):
         name_addr_uri("<sip:a@h")
+
+
+def test_2xx_passed_up_at_most_max_answers_times_then_absorbed():
+    # sipp answers each ACK of a retransmitted 200 with the 200 again: without a cap a
+    # caller that ACKs every 2xx (RFC 6026) ping-pongs with it until Timer M.
+    req = invite()
+    tx = InviteTransaction(req, reliable=False, timers=InviteTimers(max_answers=3))
+    tx.start(0.0)
+    ok = response_to(req, 200)
+    passed = [a for i in range(10) for a in tx.on_response(ok, 0.1 + i / 100)]
+    assert passed == [Answered(ok), *[Answered(ok, retransmission=True)] * 2]
+    assert tx.answers == 3 and tx.absorbed == 7 and tx.state is InviteState.ACCEPTED
+    assert InviteTimers().max_answers == 32
+    with pytest.raises(ValueError, match="max_answers"):
+        InviteTimers(max_answers=0)

@@ -592,3 +592,20 @@ def test_one_shot_standby_ignores_the_service_but_not_eligibility() -> None:
     assert (d.verdict, d.eligible) == (R, False)
     d = one_shot([result("vip", "ok", kind="vip"), result("pbx", "refused")], pol)
     assert (d.verdict, d.active) == (R, True)
+
+
+def test_a_call_without_audio_is_a_failure_judged_by_the_role_of_its_kind() -> None:
+    """no_media (a call answered, no RTP back) counts like any failure: down after `fall`,
+    then red for a critical call probe, yellow for a major one (the shipped default)."""
+    from sipwatch.policy import load_policy
+
+    for role, want in (("critical", R), ("major", Y)):
+        pol = policy(kinds={"sip_call": {"role": role, "fall": 2}})
+        state = initial_state(0.0)
+        for now in (1.0, 2.0):
+            state = observe(state, result("call", "no_media", kind="sip_call"), pol, now)
+            state = observe(state, result("pbx", "ok"), pol, now)
+        d = decide(state, pol, 3.0)
+        assert d.verdict is want, (role, d)
+        assert [r.outcome for r in d.reasons if r.probe == "call"] == ["no_media"]
+    assert load_policy("default").rule_for("call", "sip_call").role == "major"

@@ -49,7 +49,7 @@ from testbed.process import (
     stop_process,
 )
 
-__all__ = ["FAULT_SWITCHES", "KamailioPeer", "free_port", "start_kamailio"]
+__all__ = ["FAULT_SWITCHES", "Dmq", "KamailioPeer", "free_port", "start_kamailio"]
 
 FAULT_SWITCHES = ("drop", "garbage", "delay_ms", "code", "reason", "retry_after")
 MAX_DELAY_MS = 30_000  # async_ms_route's documented maximum
@@ -61,6 +61,46 @@ _SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the NUL
 _ADDR_IN_USE = "Address already in use"
 _START_ATTEMPTS = 3
 _SHM_MB = 256
+
+
+@dataclass(frozen=True)
+class Dmq:
+    """Dialog replication for a relaying Kamailio (start_kamailio(forward=True, dmq=...)).
+
+    server: this node's DMQ address, "HOST:PORT", one of its UDP listeners (the node's own
+    address, never a VIP: KDMQ goes node to node). peers: one or two DMQ addresses it
+    notifies when it starts (they tell it the rest, multi_notify); a cluster's first node
+    names itself (a seed the others notify). A node that notifies a peer not yet listening
+    finds it again only at its next ping (60 s): start the seed first. h_id_start/h_id_step:
+    the dialog hash ids this node hands out (0, 1, 2 ... and step = the number of nodes;
+    overlapping ranges crashed Kamailio, kamailio #2757).
+    """
+
+    server: str
+    peers: tuple[str, ...]
+    h_id_start: int
+    h_id_step: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.peers) <= 2:
+            raise ValueError("a DMQ node notifies one or two peers")
+        for addr in (self.server, *self.peers):
+            host, _, port = addr.rpartition(":")
+            if not host or not port.isascii() or not port.isdigit():
+                raise ValueError(f"DMQ address must be HOST:PORT, not {addr!r}")
+        if not 0 <= self.h_id_start < self.h_id_step:
+            raise ValueError("h_id_start must be in [0, h_id_step)")
+
+    def defines(self) -> list[str]:
+        first, second = self.peers[0], self.peers[-1]
+        return [
+            "#!define WITH_DIALOG",
+            f'#!substdef "!DMQ_SERVER!sip:{self.server}!"',
+            f'#!substdef "!DMQ_PEER!sip:{first}!"',
+            f'#!substdef "!DMQ_PEER_2!sip:{second}!"',
+            f'#!substdef "!DLG_H_ID_START!{self.h_id_start}!"',
+            f'#!substdef "!DLG_H_STEP!{self.h_id_step}!"',
+        ]
 
 
 @dataclass(repr=False)
@@ -395,6 +435,8 @@ def start_kamailio(
     server_name: str | None = None,
     ws: bool = True,
     record_route: bool = False,
+    dmq: Dmq | None = None,
+    udp_port: int | None = None,
 ) -> KamailioPeer:
     """Start Kamailio in `rundir` (created if needed) and wait until it answers OPTIONS.
 
@@ -413,7 +455,12 @@ def start_kamailio(
     logged as "dialog: METHOD routed by the route set"). server_name: send
     "Server: <server_name>" in replies (and use it as User-Agent); by default replies carry
     no Server header.
+    dmq: track the calls it record-routes as dialogs, replicated to the DMQ peers (implies
+    `forward` and `record_route`; see Dmq). udp_port: UDP/TCP on this port instead of a free
+    one (a DMQ node's address must be known before its peers start).
     """
+    if dmq is not None:
+        record_route = True  # a dialog is tracked only where the proxy stays in it
     if netns is None:
         check_loopback(host)
     else:
@@ -446,6 +493,8 @@ def start_kamailio(
         base_defines.append("#!define WITH_FORWARD")
     if record_route:
         base_defines.append("#!define WITH_RECORD_ROUTE")
+    if dmq is not None:
+        base_defines += dmq.defines()
     for _ in range(_START_ATTEMPTS):
         tls_port: int | None = None
         ws_port: int | None = None
@@ -454,7 +503,7 @@ def start_kamailio(
             port, tls_port = 5060, (5061 if tls else None)
             ws_port, wss_port = (5066, 5065 if tls else None) if ws else (None, None)
         else:
-            port = free_port("both", host)
+            port = udp_port if udp_port is not None else free_port("both", host)
             taken = {port}
             tls_port = _another_tcp_port(host, taken) if tls else None
             ws_port = _another_tcp_port(host, taken) if ws else None

@@ -451,6 +451,10 @@ def _bans(constraints: ET.Element | None, resource: str) -> dict[str, BanInfo]:
             if expr.get("operation") == "lt" and text:
                 with contextlib.suppress(ValueError):
                     end = datetime.fromisoformat(text)
+                    if end.tzinfo is None:
+                        # Pacemaker reads a date without an offset as local time (crm_time);
+                        # a naive value would make active() compare naive with aware.
+                        end = end.astimezone()
         node = cid.removeprefix(prefix)
         found[node] = BanInfo(cid, resource, node, end)
     return found

@@ -327,11 +327,22 @@ def _make_agent(settings: Settings) -> ClusterAgent | None:
     return agent_from_settings(settings.cluster)
 
 
+def _no_core_dumps() -> None:
+    """The daemon holds passwords (digest, read from files or the environment): a core dump
+    would write them to disk for anyone who can read /var/lib/systemd/coredump. Soft and hard
+    limit 0, so a child (a hook) cannot raise it either; systemd-coredump honours the limit
+    too when core_pattern is a pipe."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 async def _main(args: argparse.Namespace) -> int:
     from sipwatch import logs
     from sipwatch.errors import ConfigError
     from sipwatch.http import Holder
 
+    _no_core_dumps()
     try:
         settings, policy, meta = _load(args)
     except ConfigError as exc:

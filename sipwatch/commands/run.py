@@ -88,7 +88,12 @@ def _make_daemon(
     file, the track file, the hooks), and its side tasks (the verdict and track files'
     heartbeats, the hook runners, the quorum guard)."""
     from sipwatch.daemon import Daemon, DaemonObserver, DaemonOptions, SideTask
+    from sipwatch.secret_files import exposed
 
+    for probe, path, mode in exposed(settings.probes):  # at start and at each reload
+        logging.getLogger("sipwatch.run").warning(
+            "event=password_file_readable_by_others probe=%s path=%s mode=%o", probe, path, mode
+        )
     d = settings.daemon
     options = DaemonOptions(
         jitter=d.jitter,

@@ -221,6 +221,14 @@ def _cmd_probe(args: argparse.Namespace) -> int:
                 return _fail(f"invalid argument: {exc}")
         ctx = ProbeContext(timers=timers, resolver=resolver, user_agent=f"sipwatch/{__version__}")
 
+    from sipwatch.secret_files import exposed
+
+    for _, path, mode in exposed(specs):
+        print(
+            f"sipwatch: warning: password file {path} is readable by others (mode {mode:o});"
+            " chmod 600 it",
+            file=sys.stderr,
+        )
     results: list[ProbeResult] = []
     if len(specs) == 1 and not args.config and not args.force_asyncio:
         # One probe of an IP literal: run it without asyncio (whose import alone costs

@@ -25,7 +25,9 @@ One action (`PacemakerAgent.run`), in this order — the first rail that says no
     → degrading actions only: simulate the copy as it is; not_active; apply the change to the
       copy; simulate again; last_node; if the resource leaves this node: cooldown, budget
     → dry run stops here ("would") → apply for real and read it back; on any failure undo what
-      may have been applied, and report "failed" (the undo's outcome is in `detail`).
+      may have been applied, and report "failed" (the undo's outcome is in `detail`)
+    → a failover only: simulate the CIB as it is now; if the resource would run nowhere (the
+      CIB changed between the read and the write), undo and report "failed".
 """
 
 from __future__ import annotations
@@ -396,6 +398,8 @@ class PacemakerAgent:
         if dry_run:
             return _Result(ActionOutcome.WOULD, plan.summary, action.detail, failover=failover)
         error = self._commit(plan)
+        if not error and failover:
+            error = self._recheck(plan)
         if error:
             return _Result(ActionOutcome.FAILED, plan.summary, error, failover=failover)
         if failover:
@@ -505,6 +509,26 @@ class PacemakerAgent:
         except ClusterError as exc:
             return f"{exc.summary}; {self._undo(plan)}"
         return ""
+
+    def _recheck(self, plan: _Plan) -> str:
+        """The rails judged the snapshot; the CIB may have changed before the write (the
+        other nodes put in standby or banned that instant), and no Pacemaker tool writes only
+        if the CIB is still as read. So after a failover is written, simulate the CIB as it
+        now is: if the resource would run nowhere, undo. "" when it still runs somewhere
+        (or the check cannot be made: the rails passed, the change stays, logged)."""
+        try:
+            with tempfile.TemporaryDirectory(prefix="sipwatch-cib-") as tmp:
+                snap = self.tools.snapshot(Path(tmp))
+                view = self.tools.simulate(snap.path).revised.resource(self._resource)
+        except ClusterError as exc:
+            _log.warning("event=cluster_recheck_failed error=%r", exc.summary)
+            return ""
+        if view is None or view.running:
+            return ""
+        return (
+            f"{self._resource} would stop: the CIB changed between read and write "
+            f"(no other node can run it now); {self._undo(plan)}"
+        )
 
     def _holds(self, change: Change) -> bool:
         # Live attribute writes land in pacemaker-attrd asynchronously: a few quick looks.

@@ -178,6 +178,15 @@ def run_tool(
         return CallResult(tool, None, error=f"cannot run: {exc.reason}")
     if done.timed_out:
         return CallResult(tool, None, duration_s=done.duration_s, timed_out=True)
+    if done.stdout_truncated:
+        # What was kept is a prefix: a prefix of a node name or of an attribute value would
+        # read as a valid (wrong) answer, so no output at all is used.
+        return CallResult(
+            tool,
+            None,
+            duration_s=done.duration_s,
+            error=f"printed more than the {_MAX_OUTPUT >> 20} MiB kept of a tool's output",
+        )
     return CallResult(
         tool,
         done.rc,
@@ -451,6 +460,10 @@ def _bans(constraints: ET.Element | None, resource: str) -> dict[str, BanInfo]:
             if expr.get("operation") == "lt" and text:
                 with contextlib.suppress(ValueError):
                     end = datetime.fromisoformat(text)
+                    if end.tzinfo is None:
+                        # Pacemaker reads a date without an offset as local time (crm_time);
+                        # a naive value would make active() compare naive with aware.
+                        end = end.astimezone()
         node = cid.removeprefix(prefix)
         found[node] = BanInfo(cid, resource, node, end)
     return found

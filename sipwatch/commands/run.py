@@ -88,7 +88,12 @@ def _make_daemon(
     file, the track file, the hooks), and its side tasks (the verdict and track files'
     heartbeats, the hook runners, the quorum guard)."""
     from sipwatch.daemon import Daemon, DaemonObserver, DaemonOptions, SideTask
+    from sipwatch.secret_files import exposed
 
+    for probe, path, mode in exposed(settings.probes):  # at start and at each reload
+        logging.getLogger("sipwatch.run").warning(
+            "event=password_file_readable_by_others probe=%s path=%s mode=%o", probe, path, mode
+        )
     d = settings.daemon
     options = DaemonOptions(
         jitter=d.jitter,
@@ -327,11 +332,64 @@ def _make_agent(settings: Settings) -> ClusterAgent | None:
     return agent_from_settings(settings.cluster)
 
 
+#: Where the agent locks of the live cluster live (beside the verdict file).
+LOCK_DIR = "/run/sipwatch"
+
+
+def _lock_agent(settings: Settings, node: str, log: logging.Logger) -> int | None:
+    """One cluster agent per node: a second `sipwatch run` for the same node (and the same
+    cluster: the live one, or the same CIB file) would fight the first over the node's
+    health attribute, bans and standby. Take an exclusive flock on a file named after the
+    node, held until exit (the kernel drops it when the process dies, even by SIGKILL); a
+    held lock refuses the start, naming the holder's PID. A lock that cannot be created
+    (a user without /run/sipwatch) is warned about, not fatal. Returns the lock's fd, which
+    the caller keeps open for the process's life. Raises ConfigError."""
+    import fcntl
+    import os
+    from pathlib import Path
+
+    from sipwatch.errors import ConfigError
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in node)
+    cib = settings.cluster.cib_file
+    path = Path(f"{cib}.sipwatch-{safe}.lock") if cib else Path(LOCK_DIR) / f"agent-{safe}.lock"
+    try:
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        log.warning("event=agent_lock_off path=%s error=%r", path, exc.strerror)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        log.error("event=agent_locked node=%s path=%s holder_pid=%s", node, path, holder)
+        raise ConfigError(
+            f"another sipwatch (pid {holder}) already runs the cluster agent for node "
+            f"{node!r} (lock {path}); stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _no_core_dumps() -> None:
+    """The daemon holds passwords (digest, read from files or the environment): a core dump
+    would write them to disk for anyone who can read /var/lib/systemd/coredump. Soft and hard
+    limit 0, so a child (a hook) cannot raise it either; systemd-coredump honours the limit
+    too when core_pattern is a pipe."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 async def _main(args: argparse.Namespace) -> int:
     from sipwatch import logs
     from sipwatch.errors import ConfigError
     from sipwatch.http import Holder
 
+    _no_core_dumps()
     try:
         settings, policy, meta = _load(args)
     except ConfigError as exc:
@@ -346,6 +404,29 @@ async def _main(args: argparse.Namespace) -> int:
         log.error("event=config_invalid error=%r", str(exc))
         print(f"sipwatch: {exc}")
         return EXIT_CONFIG
+    lock = None
+    if (
+        holder.daemon.agent is not None and not settings.cluster.dry_run
+    ):  # a dry run changes nothing
+        try:
+            lock = _lock_agent(settings, holder.daemon.agent.node, log)
+        except ConfigError as exc:
+            print(f"sipwatch: {exc}")
+            return EXIT_CONFIG
+    try:
+        return await _serve(args, settings, holder, log)
+    finally:
+        if lock is not None:
+            import os
+
+            os.close(lock)
+
+
+async def _serve(
+    args: argparse.Namespace, settings: Settings, holder: Holder, log: logging.Logger
+) -> int:
+    from sipwatch.errors import ConfigError
+
     try:
         runner = await _start_http(settings, holder, log)
     except ConfigError as exc:

@@ -15,12 +15,22 @@ from sipwatch.numbers import ascii_int
 
 TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
 
-# RFC 3261 §25.1 hostname: labels of alphanum and '-', optional trailing dot.
+# RFC 3261 §25.1, each matched whole (fullmatch: `$` would also match before a trailing
+# newline, and a CR/LF in a URI we print ends up in a Request-URI or a To header).
+# hostname: labels of alphanum and '-', optional trailing dot.
 _HOSTNAME = re.compile(
-    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*"
-    r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.?$"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.?"
 )
-_USER_OK = re.compile(r"^[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+$")
+_UNRESERVED = r"A-Za-z0-9\-_.!~*'()"  # alphanum / mark
+_ESCAPED = r"%[0-9A-Fa-f]{2}"
+# user = 1*( unreserved / escaped / user-unreserved ); '?' cannot occur: headers are cut first.
+_USER = re.compile(rf"(?:[{_UNRESERVED}&=+$,;?/]|{_ESCAPED})+")
+# pname = 1*paramchar; pvalue = 1*paramchar, paramchar = param-unreserved / unreserved / escaped.
+_PARAMCHARS = re.compile(rf"(?:[{_UNRESERVED}\[\]/:&+$]|{_ESCAPED})+")
+# header = hname "=" hvalue; hname = 1*( hnv-unreserved / unreserved / escaped ), hvalue *(...).
+_HNV = rf"(?:[{_UNRESERVED}\[\]/?:+$]|{_ESCAPED})"
+_HEADER = re.compile(rf"{_HNV}+={_HNV}*")
 
 
 def is_ipv4(text: str) -> bool:
@@ -99,16 +109,22 @@ def parse_uri(text: str) -> SipUri:
     """Parse `sip:[user[:password]@]host[:port][;params][?headers]` (RFC 3261 §19.1.1).
 
     A password in the URI is refused: it would end up in logs and in the Request-URI.
-    Headers (`?...`) are ignored for probing purposes.
+    Headers (`?...`) are checked, then dropped: they say how to build a request (§19.1.5),
+    they are never part of a Request-URI, and a probe builds its own. An empty parameter value
+    (`;x=`) is taken, as UAs print it; anything outside §25.1's characters is refused.
     """
-    raw = text.strip()
+    # Only ASCII whitespace: str.strip() also eats \x1c-\x1f, so a URI could print as one
+    # string and read back as another.
+    raw = text.strip(" \t\r\n")
     scheme, sep, rest = raw.partition(":")
     if not sep:
         raise SipUriError(f"not a SIP URI (no scheme): {raw!r}")
     scheme = scheme.lower()
     if scheme not in ("sip", "sips"):
         raise SipUriError(f"unsupported URI scheme {scheme!r} in {raw!r}: want sip or sips")
-    rest = rest.split("?", 1)[0]
+    rest, question, headers = rest.partition("?")
+    if question and not all(_HEADER.fullmatch(h) for h in headers.split("&")):
+        raise SipUriError(f"invalid headers part in {raw!r}")
     user: str | None = None
     if "@" in rest:
         # Neither the user part nor uri-parameters may hold an unescaped '@' (§25.1), so
@@ -116,7 +132,7 @@ def parse_uri(text: str) -> SipUri:
         userinfo, rest = rest.split("@", 1)
         if ":" in userinfo:
             raise SipUriError("a password in the URI is not accepted; use a password file")
-        if not userinfo or not _USER_OK.match(userinfo):
+        if not _USER.fullmatch(userinfo):
             raise SipUriError(f"invalid user part in {raw!r}")
         user = userinfo
     hostport, *param_parts = rest.split(";")
@@ -128,6 +144,8 @@ def parse_uri(text: str) -> SipUri:
         key, eq, value = part.partition("=")
         if not key:
             raise SipUriError(f"empty URI parameter name in {raw!r}")
+        if not _PARAMCHARS.fullmatch(key) or (value and not _PARAMCHARS.fullmatch(value)):
+            raise SipUriError(f"invalid URI parameter {part!r} in {raw!r}")
         params.append((key, value if eq else None))
     uri = SipUri(host=host, scheme=scheme, user=user, port=port, params=tuple(params))
     transport = uri.transport
@@ -154,7 +172,7 @@ def _split_hostport(hostport: str, raw: str) -> tuple[str, int | None]:
         host, colon, port_part = hostport.partition(":")
         if colon:
             port_text = port_part
-        if not host or not _HOSTNAME.match(host):
+        if not _HOSTNAME.fullmatch(host):
             raise SipUriError(f"invalid host {host!r} in {raw!r}")
         host = host.lower()
         last_label = host.rstrip(".").rsplit(".", 1)[-1]

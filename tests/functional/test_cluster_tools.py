@@ -410,3 +410,30 @@ def test_first_publication_on_a_fresh_attrd_is_read_back(
     record = health.publish_health(Verdict.GREEN)
     assert record.result is ActionOutcome.DONE, record
     assert store.read_text() == "green"
+
+
+def test_cib_changing_between_read_and_write_is_caught_and_undone(
+    cluster: FileCluster, bin_dir: Path
+) -> None:
+    """The rails judge the snapshot; the two other nodes go into standby in the instant
+    between it and the ban (an operator, another agent). Banning n1 then stops the group
+    everywhere: the read-back after the write must see it and undo the ban (issue 17 §3)."""
+    crm_attribute = shutil.which("crm_attribute") or shutil.which(
+        "crm_attribute", path="/usr/sbin:/sbin"
+    )
+    wrap(bin_dir, "crm_resource", f"""
+if [ "$CIB_file" = "{cluster.path}" ]; then
+    case "$*" in *--ban*)
+        for n in n2 n3; do
+            "{crm_attribute}" --node "$n" --name standby --update on >/dev/null 2>&1 || exit 99
+        done;;
+    esac
+fi
+exec "$REAL" "$@"
+""")  # fmt: skip
+    ban = agent(cluster, bin_dir)
+    record = ban.move_away("sip down")
+    assert record.result is ActionOutcome.FAILED, record
+    assert "changed between read and write" in record.detail, record.detail
+    assert record.detail.endswith("undone"), record.detail
+    assert cluster.constraints() == {}  # the ban is gone: g_pbx may stay on n1

@@ -639,3 +639,83 @@ def test_health_mode_publishes_a_changed_verdict_from_the_file(
     assert run_agent(agent, "monitor", env=health).returncode == 0
     assert not [c for c in fake.calls() if c.startswith("check")], fake.calls()
     assert run_agent(agent, "stop", env=health).returncode == 0
+
+
+# --- bad input (issue 17 §3, docs/bad-input.md) ----------------------------------------------
+
+#: A directory name a careless or hostile operator could give: spaces, both quotes, and
+#: every shell metacharacter that would run a command if the shim ever built a shell string.
+NASTY = "a b 'c' \"d\" $(touch PWNED) `touch PWNED` ; touch PWNED & | > < * ? ~ \\ !x"
+
+
+def _argv_logger(path: Path, log: Path) -> Path:
+    """A `sipwatch` that writes each argument on a line of its own (so an argument split or
+    joined by the shim shows), then answers `config` and `check` green."""
+    path.write_text(
+        f'#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done >> "{log}"\necho ---- >> "{log}"\n'
+        'case "$1" in check) echo "verdict=green code=0 score=100 eligible=1 active=1 '
+        "source=probed reason=''\"; exit 0;; esac\nexit 0\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+def test_parameters_with_spaces_quotes_and_metacharacters_are_passed_intact(
+    agent: Path, cluster: FileCluster, env: dict[str, str], tmp_path: Path
+) -> None:
+    nasty = tmp_path / NASTY
+    nasty.mkdir()
+    log = tmp_path / "argv.log"
+    config = nasty / "sipwatch.toml"
+    config.write_text("# not read by the logger\n")
+    env = {
+        **env,
+        "OCF_RESKEY_sipwatch": str(_argv_logger(nasty / "sipwatch", log)),
+        "OCF_RESKEY_config": str(config),
+        "OCF_RESKEY_policy": NASTY,
+        "OCF_RESKEY_state": str(nasty / "sw.state"),
+    }
+    for action in ("validate-all", "start", "monitor", "stop"):
+        done = run_agent(agent, action, env=env)
+        assert done.returncode == 0, (action, done.stderr)
+    calls = [c.strip("\n").split("\n") for c in log.read_text().split("----\n") if c.strip()]
+    assert ["config", str(config)] in calls
+    assert ["check", "--config", str(config), "--format", "shell", "--policy", NASTY] in calls
+    assert not list(Path.cwd().glob("PWNED")) and not list(tmp_path.rglob("PWNED"))
+
+
+def test_a_sipwatch_that_is_not_executable_is_a_setup_problem(
+    agent: Path, fake: FakeSipwatch, env: dict[str, str]
+) -> None:
+    fake.path.chmod(0o644)
+    for action in ("validate-all", "start"):
+        done = run_agent(agent, action, env=env)
+        assert done.returncode == 5, (action, done.stderr)  # OCF_ERR_INSTALLED
+        assert "sipwatch" in exit_reason(done), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_config_that_turns_bad_under_a_running_resource(
+    agent: Path, cluster: FileCluster, env: dict[str, str], tmp_path: Path, closed_udp_port: int
+) -> None:
+    """The real sipwatch: the config is fine at start, then an operator saves a broken one.
+    Monitor must say so (a local error: nothing published, no failover), not fail the node."""
+    config = tmp_path / "real.toml"
+    good = (
+        f'[[probes]]\nname = "pbx"\nkind = "sip_options"\n'
+        f'uri = "sip:127.0.0.1:{closed_udp_port}"\ntimeout_s = 0.5\n'
+    )
+    config.write_text(good)
+    real = {**env, "OCF_RESKEY_sipwatch": str(Path(sys.executable).parent / "sipwatch")}
+    real["OCF_RESKEY_config"] = str(config)
+    assert run_agent(agent, "start", env=real).returncode == 0
+    assert run_agent(agent, "monitor", env=real).returncode == 0  # red, published
+    assert cluster.node_attribute("n1", HEALTH) == "red"
+    config.write_text("[[probes]\nkind = 'sip_options'\n")  # a broken save
+    done = run_agent(agent, "monitor", env=real)
+    assert done.returncode == 190, done.stderr  # degraded: loud, never a failover
+    assert "config" in exit_reason(done), done.stderr
+    assert cluster.node_attribute("n1", HEALTH) == "red"  # the last verdict stands
+    config.write_text(good)
+    assert run_agent(agent, "monitor", env=real).returncode == 0
+    assert run_agent(agent, "stop", env=real).returncode == 0

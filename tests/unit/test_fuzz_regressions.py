@@ -7,15 +7,23 @@ from __future__ import annotations
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from sipwatch.cluster.pacemaker import CallResult, ClusterView, PacemakerTools, _parse
+from sipwatch.cluster.pacemaker import (
+    CallResult,
+    CibSnapshot,
+    ClusterView,
+    PacemakerTools,
+    _parse,
+)
 from sipwatch.config import load_settings
-from sipwatch.errors import ClusterError, ConfigError
+from sipwatch.errors import ClusterError, ConfigError, SipUriError
 from sipwatch.policy.load import load_policy
 from sipwatch.probes.drbd import DrbdParseError, parse_status
+from sipwatch.sip.uri import parse_uri
 
 #: Nesting deeper than the interpreter's recursion limit: what a recursive reader cannot take.
 DEEP = sys.getrecursionlimit() + 10
@@ -95,3 +103,48 @@ def test_crm_simulate_resources_nested_too_deeply_are_a_cluster_error() -> None:
 
     with pytest.raises(ClusterError, match=r"crm_simulate: .* nested"):
         Canned(env={}).simulate(Path("cib.xml"))
+
+
+def test_uri_with_control_characters_in_a_parameter_is_refused() -> None:
+    # fuzz target `sip_headers` (URI sub-target): parse_uri took any character in a parameter
+    # value and in the headers; str.strip() then ate the trailing \x1f of the printed URI, so
+    # it read back as another URI, and a CR/LF could have reached a Request-URI.
+    text = "sips:a5s;transport;tct=x" + "\x1f" * 19 + "?" + "\x1f" * 23
+    with pytest.raises(SipUriError, match=r"invalid (URI parameter|headers part)"):
+        parse_uri(text)
+    with pytest.raises(SipUriError, match="invalid URI parameter"):
+        parse_uri(text.partition("?")[0])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sip:pbx\n;lr",  # host: `$` matched before a trailing newline
+        "sip:100\n@pbx",  # user, the same
+        "sip:pbx;lr\r\nX: y",  # a header smuggled through a parameter
+        "sip:pbx?Subject=\x00",  # headers after '?' are checked too, though not kept
+        "sip:pbx;na me=1",
+        "sip:pbx;lr\x1f",  # str.strip() took \x1f for whitespace
+    ],
+)
+def test_uri_parts_must_be_rfc3261_characters_whole(text: str) -> None:
+    with pytest.raises(SipUriError):
+        parse_uri(text)
+
+
+BAN_WITHOUT_OFFSET = """<cib><configuration><constraints>
+  <rsc_location id="cli-ban-g-on-n1" rsc="g" role="Started"><rule id="r" score="-INFINITY">
+    <expression id="e" attribute="#uname" operation="eq" value="n1"/>
+    <date_expression id="d" operation="lt" end="2030-01-02 03:04:05"/></rule></rsc_location>
+</constraints></configuration></cib>"""
+
+
+def test_ban_end_without_utc_offset_is_local_time() -> None:
+    # fuzz target `cibadmin`: an end date without an offset parsed to a naive datetime, and
+    # BanInfo.active() raised TypeError comparing it with the agent's aware clock. Pacemaker
+    # reads such a date as local time; so does sipwatch.
+    ban = CibSnapshot(Path("/dev/null"), ET.fromstring(BAN_WITHOUT_OFFSET)).bans("g")["n1"]
+    local = datetime(2030, 1, 2, 3, 4, 5).astimezone()
+    assert ban.end == local
+    assert ban.active(local - timedelta(seconds=1))
+    assert not ban.active(local + timedelta(seconds=1))

@@ -849,6 +849,13 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+@dataclass
+class SoakRun:
+    report: dict[str, Any]
+    record: Record
+    phases: list[Phase]
+
+
 def run_soak(
     work: Path,
     *,
@@ -860,8 +867,9 @@ def run_soak(
     faults: Sequence[str] = FAULT_ORDER,
     sample_s: float = SAMPLE_S,
     warmup_s: float | None = None,
-) -> dict[str, Any]:
-    """One soak run; the summary (what the JSON file holds). Everything started is stopped."""
+) -> SoakRun:
+    """One soak run: its summary (what the JSON file holds) and what it was made from.
+    Everything started is stopped before this returns."""
     args = argparse.Namespace(
         minutes=round(total_s / 60, 2), phase_s=phase_s, settle_s=settle_s, reload_s=reload_s
     )
@@ -876,7 +884,7 @@ def run_soak(
         early = soak.run_schedule(phases, reloads)
     finally:
         soak.close()
-    return summarise(soak, phases, args, warm, early)
+    return SoakRun(summarise(soak, phases, args, warm, early), soak.rec, phases)
 
 
 def main() -> int:
@@ -908,7 +916,7 @@ def main() -> int:
         settle_s=args.settle_s,
         reload_s=args.reload_s,
         lead_s=args.lead_s,
-    )
+    ).report
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / f"soak-{stamp}"
     base.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")

@@ -54,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -72,6 +73,8 @@ INTERVAL_S, TIMEOUT_S = 1.0, 0.8
 SAMPLE_S = 10.0  # resource samples
 POLL_S = {"status": 1.0, "readyz": 1.0, "agent": 1.0, "metrics": 2.0}
 REQUEST_TIMEOUT_S = 3.0
+#: A judged window at least this long must hold a sample of every channel (polled each second).
+NO_SAMPLE_WINDOW_S = 3.0
 MIN_JUDGED_WINDOW_S = 1800.0  # slopes are judged only over at least this much run
 #: Flat after warm-up: the largest slope (per hour) that passes. Each is well below what a
 #: leak of one object per event would give (24 reloads and ~45 fault phases an hour, 36,000
@@ -331,11 +334,15 @@ class Poller(threading.Thread):
     def __init__(self, name: str, every_s: float, poll: Callable[[], None], stop: threading.Event):
         super().__init__(name=name, daemon=True)
         self.every_s, self.poll, self.stop_event = every_s, poll, stop
+        self.failures: list[str] = []
 
     def run(self) -> None:
         while not self.stop_event.is_set():
             started = time.monotonic()
-            self.poll()
+            try:
+                self.poll()
+            except Exception as exc:  # a bug here must fail the run, not stop a channel quietly
+                self.failures.append(f"{self.name}: {exc!r}")
             self.stop_event.wait(max(0.0, self.every_s - (time.monotonic() - started)))
 
 
@@ -351,6 +358,7 @@ class Soak:
         self.proc: subprocess.Popen[bytes] | None = None
         self.generation = 0
         self.exit_code: int | None = None
+        self.pollers: list[Poller] = []
 
     # -- start and stop -----------------------------------------------------------------------
     def start(self) -> None:
@@ -384,9 +392,8 @@ class Soak:
         """Stop the clients, resume Kamailio if frozen, stop the daemon (SIGTERM, bounded;
         its exit code is recorded), stop Kamailio. Every step is bounded; idempotent."""
         self.stop.set()
-        for t in threading.enumerate():
-            if isinstance(t, Poller):
-                t.join(REQUEST_TIMEOUT_S * 2)
+        for poller in self.pollers:
+            poller.join(REQUEST_TIMEOUT_S * 2)
         if self.kam is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.kam.pid, signal.SIGCONT)
@@ -477,8 +484,10 @@ class Soak:
             "metrics": self._poll_metrics,
         }
         for name, poll in polls.items():
-            Poller(f"soak-{name}", POLL_S[name], poll, self.stop).start()
-        Poller("soak-sampler", self.sample_s, self._sample, self.stop).start()
+            self.pollers.append(Poller(f"soak-{name}", POLL_S[name], poll, self.stop))
+        self.pollers.append(Poller("soak-sampler", self.sample_s, self._sample, self.stop))
+        for poller in self.pollers:
+            poller.start()
 
     # -- the schedule -------------------------------------------------------------------------
     def reload(self, t: float) -> None:
@@ -584,6 +593,19 @@ def judge(phases: Sequence[Phase], rec: Record, settle_s: float) -> dict[str, An
             row[channel] = {"judged": len(samples), "mismatched": len(bad)}
             judged_any = judged_any or bool(samples)
             ok = ok and not bad
+            if not samples and hi - lo >= NO_SAMPLE_WINDOW_S:  # a client that stopped polling
+                ok = False
+                mismatches.append(
+                    {
+                        "phase": ph.index,
+                        "fault": ph.fault,
+                        "channel": channel,
+                        "t_s": round(lo, 2),
+                        "utc": _utc(rec.t0_wall + lo),
+                        "expected": want,
+                        "seen": "no sample",
+                    }
+                )
             for s in bad:
                 mismatches.append(
                     {
@@ -724,6 +746,9 @@ def summarise(
         problems.append("the daemon log has tracebacks or errors")
     if rec.errors:
         problems.append(f"{len(rec.errors)} client requests failed")
+    crashed = [f for poller in soak.pollers for f in poller.failures]
+    if crashed:
+        problems.append(f"the bench's own clients failed {len(crashed)} times: {crashed[:3]}")
     if rel["taken"] != rel["sent"]:
         problems.append(f"{rel['sent'] - rel['taken']} reloads not taken")
     if soak.exit_code != 0:
@@ -897,6 +922,11 @@ def run_soak(
         if soak.proc is None:
             raise
         early = f"interrupted at {soak.rec.now():.0f} s ({exc!r})"
+    except Exception as exc:  # the rig failed mid-run (e.g. kamcmd timed out): still report
+        if soak.proc is None:
+            raise
+        traceback.print_exc()
+        early = f"the rig failed at {soak.rec.now():.0f} s: {exc!r}"
     finally:
         soak.close()
     return SoakRun(summarise(soak, phases, args, warm, early), soak.rec, phases)

@@ -68,6 +68,16 @@ def test_a_short_soak_sees_the_injected_fault(tmp_path: Path) -> None:
     seen = {(m["channel"], m["seen"]) for m in wrong["mismatches"] if m["phase"] == 1}
     assert {("status", "red"), ("readyz", "503"), ("agent", "down")} <= seen
 
+    # A channel that stopped answering is a mismatch too, not a phase with less to judge.
+    silent = soak.judge(run.phases, dataclasses.replace(run.record, agent=[]), settle_s)
+    long_enough = [
+        p
+        for p in silent["phases"]
+        if p["ended_s"] - p["applied_s"] - settle_s >= soak.NO_SAMPLE_WINDOW_S
+    ]
+    assert long_enough and all(p["result"] == "mismatch" for p in long_enough), long_enough
+    assert {m["seen"] for m in silent["mismatches"]} == {"no sample"}
+
     # And the log scan counts what it is there to count.
     bad = "2026-12-02 17:00:00,000 ERROR sipwatch.daemon event=side_task_failed task=x\n"
     scanned = soak.scan_log("Traceback (most recent call last):\n" + bad)

@@ -19,7 +19,7 @@ NEEDED_BINARIES := kamailio kamcmd sipp sipsak dnsmasq ip openssl crm_simulate c
 NEEDED_FILES := /usr/lib/*/kamailio/modules/websocket.so /usr/lib/*/kamailio/modules/tls.so
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages venv bytecode demo test unit lint bench fuzz clean
+.PHONY: setup system-packages venv bytecode demo test unit lint bench soak fuzz clean
 
 setup: system-packages venv
 
@@ -68,6 +68,16 @@ bench: setup
 	$(PY) bench/engine.py
 	$(PY) bench/oneshot.py
 	$(PY) bench/ws.py --json bench/results/ws.json
+
+# The daemon soak (bench/soak.py, docs/soak.md): `sipwatch run` against Kamailio for
+# SOAK_MINUTES with faults on a schedule, SIGHUP reloads and polling clients; slopes of RSS,
+# fds, tasks and threads, verdict accuracy, log errors. Results: bench/results/soak-*.{json,md}.
+# Not part of `make bench` (an hour by default). SOAK_ARGS: more options (--phase-s ...).
+SOAK_MINUTES ?= 60
+SOAK_ARGS    ?=
+
+soak: setup
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 # Coverage-guided fuzzing (fuzz/, docs/fuzzing.md): every target, one after another, under
 # atheris in a venv of its own (the `fuzz` extra; `make test` runs a seconds-long smoke of each

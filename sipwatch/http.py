@@ -93,6 +93,13 @@ class Metrics:
             ("probe", "kind"),
             registry=self.registry,
         )
+        # Read at each scrape, not kept up to date: a leak of tasks (one per probe run, per
+        # client, per reload) shows as this growing over a long run (bench/soak.py).
+        self.tasks = Gauge(
+            "sipwatch_asyncio_tasks",
+            "asyncio tasks alive in the daemon's event loop (the scrape's own included)",
+            registry=self.registry,
+        )
         self._verdict: Verdict | None = None
 
     def on_result(self, result: ProbeResult, now: float) -> None:
@@ -252,9 +259,12 @@ def _hostname() -> str:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    import asyncio
+
     holder = request.app[HOLDER]
     if holder.daemon is not None:
         holder.metrics.on_decision(holder.daemon.decision)
+    holder.metrics.tasks.set(len(asyncio.all_tasks()))
     return web.Response(
         body=generate_latest(holder.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

@@ -311,3 +311,25 @@ def test_actions_are_counted_in_metrics(kam, tmp_path):
         kam.clear_faults()
         proc.terminate()
         proc.wait(10)
+
+
+def test_metrics_count_the_event_loop_tasks(kam, tmp_path):
+    """sipwatch_asyncio_tasks (what bench/soak.py watches for a task leak) counts the live
+    tasks: at least one per probe loop, read at the scrape."""
+    (tmp_path / "policy.toml").write_text(POLICY)
+    port = free_port("tcp")
+    cfg = tmp_path / "sipwatch.toml"
+    names = ("pbx-a", "pbx-b", "pbx-c", "pbx-d")
+    cfg.write_text(config(kam.uri("udp", user="ping"), port, names))
+    with running(cfg, tmp_path / "daemon.log"):
+        wait_for(lambda: _listening(port))
+
+        def tasks() -> float | None:
+            text = get(port, "/metrics")[1]
+            for line in text.splitlines():
+                if line.startswith("sipwatch_asyncio_tasks "):
+                    return float(line.split()[1])
+            return None
+
+        count = wait_for(tasks)
+        assert count >= len(names) + 1  # the probe loops and the scrape's own handler

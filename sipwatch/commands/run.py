@@ -44,9 +44,16 @@ def configure(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
+    import sys
 
-    return asyncio.run(_main(args))
+    from sipwatch.errors import ConfigError
+    from sipwatch.event_loop import run as run_on_loop
+
+    try:
+        return run_on_loop(_main(args))
+    except ConfigError as exc:  # SIPWATCH_EVENT_LOOP names no usable loop
+        print(f"sipwatch: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, Policy, dict[str, str]]:

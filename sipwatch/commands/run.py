@@ -103,9 +103,12 @@ def _make_daemon(
         failure_history=d.failure_history,
         reassert_s=d.reassert_s,
     )
+    import dataclasses
+
     daemon = Daemon(
         list(settings.probes),
-        settings.context(),
+        # Stream connections stay open between runs (closed at exit: see _main).
+        dataclasses.replace(settings.context(), keep_connections=True),
         policy,
         agent=_make_agent(settings),
         options=options,
@@ -486,6 +489,8 @@ async def _supervise(
         if terminate.is_set():
             stop.set()
             await _bounded(task, settings.daemon.shutdown_timeout_s, log)
+            if holder.daemon is not None:
+                holder.daemon.ctx.memory.close()  # the kept connections
             log.info("event=exit code=0")
             return 0
         reload.clear()

@@ -14,7 +14,10 @@
    every run on the interval, floor fall x interval + timeout) and on (confirm_interval_s
    0.1: floor interval + fall x timeout), each in its own daemon, same run.
 
-    python bench/daemon.py [--seconds 60] [--runs 30] [--json bench/results/daemon.json]
+    python bench/daemon.py [--seconds 60] [--runs 30] [--parts footprint,check,detection]
+                           [--json bench/results/daemon.json]
+
+`--parts` runs only some of them (e.g. `--parts check` for the start-up work alone).
 
 Loopback only; Kamailio and the daemon are stopped by PID.
 """
@@ -256,8 +259,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--runs", type=int, default=25)
+    ap.add_argument("--parts", default="footprint,check,detection")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     out: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="sipwatch-bench-daemon-") as tmp:
         work = Path(tmp)
@@ -265,11 +270,15 @@ def main() -> int:
         try:
             d = Daemon(work / "confirm", kam, 0.1)
             try:
-                out["footprint"] = footprint(d, args.seconds)
-                out["check_and_shim_vs_sipsak"] = check_and_shim(d, kam, work, args.runs)
-                with_confirm = detection(d, kam)
+                if "footprint" in parts:
+                    out["footprint"] = footprint(d, args.seconds)
+                if "check" in parts:
+                    out["check_and_shim_vs_sipsak"] = check_and_shim(d, kam, work, args.runs)
+                with_confirm = detection(d, kam) if "detection" in parts else {}
             finally:
                 d.stop()
+            if "detection" not in parts:
+                return _write(args.json, out)
             base = Daemon(work / "no-confirm", kam, 0.0)
             try:
                 without = detection(base, kam)
@@ -289,8 +298,12 @@ def main() -> int:
                 )
         finally:
             kam.stop()
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return _write(args.json, out)
+
+
+def _write(path: Path | None, out: dict[str, object]) -> int:
+    if path:
+        path.write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

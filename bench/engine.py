@@ -1,7 +1,11 @@
 """Engine throughput: OPTIONS transactions per second from one sipwatch process, many in
 flight, against sipp as a UAC — both against the same Kamailio, in the same run.
 
-    python bench/engine.py [--count 10000] [--window 200] [--json bench/results/engine.json]
+    python bench/engine.py [--count 10000] [--window 200] [--loops asyncio,uvloop]
+                           [--json bench/results/engine.json]
+
+sipwatch's side runs once per event loop in --loops (uvloop: the `fast` extra, see
+sipwatch/event_loop.py), each against the same sipp baseline run.
 
 Reports each transport's rate for sipwatch and for sipp and the ratio (sipwatch / sipp).
 Also the 1,000-concurrent-probes check: 1,000 full `sip_options` probes at once, all
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import _repo_root  # noqa: F401  (first: the repo root on sys.path, for testbed)
 
+from sipwatch.event_loop import run as run_on_loop
 from sipwatch.model import Outcome
 from sipwatch.probes import run_probe
 from sipwatch.probes._sip import ProbeContext
@@ -166,8 +171,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=10000)
     ap.add_argument("--window", type=int, default=200)
+    ap.add_argument("--loops", default="asyncio,uvloop")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    loops = args.loops.split(",")
     out: dict[str, object] = {"count": args.count, "window": args.window}
     with tempfile.TemporaryDirectory(prefix="sipwatch-bench-") as tmp:
         work = Path(tmp)
@@ -176,19 +183,23 @@ def main() -> int:
             for transport in ("udp", "tcp"):
                 port = kam.port(transport)
                 # warm-up, then interleave the two clients so drift hits both alike
-                asyncio.run(sipwatch_rate(kam.host, port, transport, 500, args.window))
-                ours = asyncio.run(
-                    sipwatch_rate(kam.host, port, transport, args.count, args.window)
-                )
+                rates = {}
+                for loop in loops:
+                    run_on_loop(sipwatch_rate(kam.host, port, transport, 500, args.window), loop)
+                    rates[loop] = run_on_loop(
+                        sipwatch_rate(kam.host, port, transport, args.count, args.window), loop
+                    )
                 base = sipp_baseline(kam.host, port, transport, args.count, args.window, work)
-                ratio = ours["rate"] / base["rate"] if base["rate"] else float("nan")
-                out[transport] = {"sipwatch": ours, "sipp": base, "ratio": ratio}
-                print(
-                    f"{transport}: sipwatch {ours['rate']:8.0f}/s "
-                    f"(ok {ours['ok']:.0f}, failed {ours['failed']:.0f}, retrans "
-                    f"{ours['retransmissions']:.0f})  sipp {base['rate']:8.0f}/s (ok "
-                    f"{base['ok']:.0f}, failed {base['failed']:.0f})  ratio {ratio:.2f}x"
-                )
+                out[transport] = {"sipp": base}
+                for loop, ours in rates.items():
+                    ratio = ours["rate"] / base["rate"] if base["rate"] else float("nan")
+                    out[transport][loop] = {"sipwatch": ours, "ratio": ratio}  # type: ignore[index]
+                    print(
+                        f"{transport} [{loop}]: sipwatch {ours['rate']:8.0f}/s "
+                        f"(ok {ours['ok']:.0f}, failed {ours['failed']:.0f}, retrans "
+                        f"{ours['retransmissions']:.0f})  sipp {base['rate']:8.0f}/s (ok "
+                        f"{base['ok']:.0f}, failed {base['failed']:.0f})  ratio {ratio:.2f}x"
+                    )
             counts = asyncio.run(thousand(kam.host, kam.port("udp")))
             out["concurrent_1000"] = counts
             print(f"1000 concurrent sip_options probes: {counts}")

@@ -1,8 +1,11 @@
 """Command line: argument parsing, output and exit codes only; no probing logic here.
 
-`sipwatch probe` is a drop-in for `sipsak -s` and is timed against it, so this module imports
-only argparse (and the transport names of `sipwatch.sip.target`) at start-up; everything else
-is imported inside the command that needs it.
+`sipwatch probe` is a drop-in for `sipsak -s` and is timed against it, and `sipwatch check` runs
+every few seconds under Pacemaker and keepalived, so this module imports nothing at start-up
+(not even argparse or typing); everything is imported inside the command that needs it. A
+plain `check` (only --config and --format text/json/shell) first asks the daemon through
+sipwatch.check_fast, before argparse is loaded; `--help`, errors and every other command go
+through argparse.
 
 Exit codes of `sipwatch probe` (same meaning as sipsak's):
     0  alive: the answer's status is counted as alive
@@ -14,23 +17,27 @@ Exit codes of `sipwatch probe` (same meaning as sipsak's):
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import TYPE_CHECKING, Any
 
 from sipwatch import __version__
-from sipwatch.sip.target import SUPPORTED_TRANSPORTS
-
-if TYPE_CHECKING:
-    from sipwatch.model import ProbeResult
-
 from sipwatch.exitcodes import PROBE_LOCAL as EXIT_LOCAL
 from sipwatch.exitcodes import probe_exit_code as exit_code_for
+
+TYPE_CHECKING = False  # (importing typing costs ~15 ms)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from sipwatch.model import ProbeResult
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with `only`, just the subcommands needed to parse that command
     (configuring every subcommand imports its module: ~8 ms on every one-shot probe)."""
+    import argparse
+
+    from sipwatch.sip.target import SUPPORTED_TRANSPORTS
+
     parser = argparse.ArgumentParser(
         prog="sipwatch", description="SIP-aware health probe and failover trigger."
     )
@@ -130,9 +137,18 @@ def _command(name: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
+    plain = _plain_check(words)
+    if plain is not None:
+        from sipwatch.check_fast import answer_from_daemon
+
+        code = answer_from_daemon(*plain)
+        if code is not None:
+            return code
     first = next((w for w in words if not w.startswith("-")), None)
     known = first in ("probe", "config", *_COMMANDS)
     args = _parser(only=first if known else None).parse_args(argv)
+    if plain is not None:
+        args.daemon_asked = True  # it did not answer (or not for this config): go the full way
     try:
         if args.command == "probe":
             return _cmd_probe(args)
@@ -143,6 +159,37 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return EXIT_LOCAL  # pragma: no cover - argparse requires a command
+
+
+def _plain_check(words: list[str]) -> tuple[str, str] | None:
+    """(config, format) of `check [--config FILE] [--format text|json|shell] [--json]`, the
+    form the OCF shim and monitors use, read without argparse (~15 ms); None for anything
+    else (other options, abbreviations, --help, a value that looks like an option), which
+    argparse then reads and reports exactly as always. Later options win, as in argparse."""
+    from sipwatch.check_fast import DEFAULT_CONFIG
+
+    if not words or words[0] != "check":
+        return None
+    config, fmt = DEFAULT_CONFIG, "text"
+    rest = iter(words[1:])
+    for word in rest:
+        name, eq, value = word.partition("=")
+        if name == "--json" and not eq:
+            fmt = "json"
+            continue
+        if name not in ("--config", "--format"):
+            return None
+        if not eq:
+            value = next(rest, "")
+        if not value or value.startswith("-"):
+            return None
+        if name == "--config":
+            config = value
+        elif value in ("text", "json", "shell"):
+            fmt = value
+        else:
+            return None
+    return config, fmt
 
 
 def _fail(message: str) -> int:

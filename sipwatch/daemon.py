@@ -167,6 +167,7 @@ class Daemon:
         names = {s.name for s in self.specs}
         self.state = old.state.retain(names)
         self.ctx = replace(self.ctx, memory=old.ctx.memory)
+        self.ctx.memory.retain(names)
         self.last = {k: v for k, v in old.last.items() if k in names}
         self.stats = {k: v for k, v in old.stats.items() if k in names}
         self.traces = {k: v for k, v in old.traces.items() if k in names}

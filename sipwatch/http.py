@@ -6,6 +6,10 @@
     GET /active   200 only when ready AND this node holds the VIP/PBX role (HAProxy httpchk)
     GET /status   JSON: verdict, score, reasons, each probe's last result, latency, history,
                   actions taken or refused
+    GET /check?format=text|json|shell  what `sipwatch check --format FMT` prints with this
+                  daemon answering, rendered by check's own code; the exit code and the
+                  config's sha256 in X-Sipwatch-Exit-Code and X-Sipwatch-Config-Sha256
+                  (sipwatch.check_fast, the monitors' fast path); 503 while starting
     GET /probes/NAME/trace  the probe's last run: every SIP message, in order (text, masked)
     GET /metrics  Prometheus exposition (prometheus-client, a registry of our own)
 
@@ -191,6 +195,26 @@ async def active(request: web.Request) -> web.Response:
     return web.Response(text=text + "\n", status=200 if ok else 503)
 
 
+async def check(request: web.Request) -> web.Response:
+    from sipwatch.check_fast import FORMATS
+    from sipwatch.commands.check import daemon_answer
+
+    daemon = request.app[HOLDER].daemon
+    fmt = request.query.get("format", "text")
+    if fmt not in FORMATS:
+        return web.Response(status=400, text=f"format: want one of {', '.join(FORMATS)}\n")
+    if daemon is None or daemon.waiting_for_first_results():
+        # check then probes by itself, as it does when /status says the same
+        return web.Response(status=503, text="starting\n")
+    results = tuple(daemon.last[s.name] for s in daemon.specs)
+    code, text = daemon_answer(daemon.decision, results, daemon.policy_name, fmt)
+    headers = {
+        "X-Sipwatch-Exit-Code": str(code),
+        "X-Sipwatch-Config-Sha256": str(daemon.meta.get("config_sha256", "")),
+    }
+    return web.Response(text=text + "\n", headers=headers)
+
+
 async def status(request: web.Request) -> web.Response:
     daemon = request.app[HOLDER].daemon
     body: dict[str, Any] = (
@@ -279,6 +303,7 @@ def make_app(holder: Holder, middlewares: Sequence[Any] = ()) -> web.Application
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/active", active)
     app.router.add_get("/status", status)
+    app.router.add_get("/check", check)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/probes/{name}/trace", probe_trace)
     return app

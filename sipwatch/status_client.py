@@ -1,4 +1,6 @@
-"""The one client of the daemon's `GET /status`, for `sipwatch check` (a one-shot process).
+"""The one client of the daemon's HTTP side for `sipwatch check` (a one-shot process):
+`GET /status` (the daemon's whole state, as JSON) and `GET /check` (check's own output,
+rendered by the daemon: sipwatch.check_fast).
 
 Owns: talking to the daemon over HTTP with bounds on everything a slow or hostile peer could
 stretch: the connect (`connect_timeout_s`), the whole answer after it (`read_timeout_s`, a
@@ -11,17 +13,22 @@ command).
 A plain socket and HTTP/1.0 (the server closes the connection after the answer, so there is
 no chunked encoding to undo): `python -X importtime` puts `http.client` at ~70 ms and
 `urllib.request` at ~100 ms against ~20 ms for `socket`, and the OCF monitor runs check every
-few seconds.
+few seconds. The socket is `_socket`'s, the C module under `socket` (~1 ms against ~12 ms:
+`socket.py` builds its IntEnums with `enum` at import), and host names are handed to
+getaddrinfo as bytes (a str makes it load the `idna` codec, ~5 ms); `json` is imported only
+for /status.
 """
 
 from __future__ import annotations
 
-import json
-import socket
+import _socket
 import time
-from typing import Any
 
 from sipwatch.errors import DaemonStatusError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Bounds of one GET /status. 0.5 s each: a daemon on the same host answers in milliseconds,
 #: and a check that gives up falls back to probing by itself.
@@ -42,6 +49,8 @@ def get_status(
     max_bytes: int = MAX_BODY_BYTES,
 ) -> dict[str, Any]:
     """The daemon's /status as a JSON object. Raises DaemonStatusError."""
+    import json
+
     body = http_get(
         host,
         port,
@@ -69,15 +78,33 @@ def http_get(
     max_bytes: int,
 ) -> bytes:
     """The body of a 200 answer to `GET path` (HTTP/1.0). Raises DaemonStatusError."""
+    return http_request(
+        host,
+        port,
+        path,
+        connect_timeout_s=connect_timeout_s,
+        read_timeout_s=read_timeout_s,
+        max_bytes=max_bytes,
+    )[1]
+
+
+def http_request(
+    host: str,
+    port: int,
+    path: str,
+    *,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    read_timeout_s: float = READ_TIMEOUT_S,
+    max_bytes: int = MAX_BODY_BYTES,
+) -> tuple[dict[bytes, bytes], bytes]:
+    """The headers (names lower-cased, the last of each name) and body of a 200 answer to
+    `GET path` (HTTP/1.0). Raises DaemonStatusError."""
     where = f"{host}:{port}"
+    sock = _connect(host, port, connect_timeout_s, where)
     try:
-        sock = socket.create_connection((host, port), timeout=connect_timeout_s)
-    except (OSError, ValueError) as exc:  # ValueError: a host name IDNA cannot encode
-        raise DaemonStatusError(f"no daemon on {where}: {exc}") from exc
-    with sock:
         deadline = time.monotonic() + read_timeout_s
         shown = f"[{host}]" if ":" in host else host
-        request = f"GET {path} HTTP/1.0\r\nHost: {shown}:{port}\r\nAccept: application/json\r\n\r\n"
+        request = f"GET {path} HTTP/1.0\r\nHost: {shown}:{port}\r\nAccept: */*\r\n\r\n"
         try:
             sock.settimeout(read_timeout_s)
             sock.sendall(request.encode("ascii", "replace"))
@@ -86,12 +113,37 @@ def http_get(
             raise DaemonStatusError(f"{where}: no full answer within {read_timeout_s} s") from exc
         except OSError as exc:
             raise DaemonStatusError(f"{where}: {exc}") from exc
+    finally:
+        sock.close()
 
 
-def _read_answer(sock: socket.socket, deadline: float, max_bytes: int, where: str) -> bytes:
+def _connect(host: str, port: int, timeout_s: float, where: str) -> _socket.socket:
+    """socket.create_connection, on `_socket`: each address getaddrinfo gives, in turn."""
+    try:
+        name = host.encode("ascii") if host.isascii() else host.encode("idna")
+        infos = _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:  # ValueError: a host name IDNA cannot encode
+        raise DaemonStatusError(f"no daemon on {where}: {exc}") from exc
+    error: Exception = DaemonStatusError(f"no daemon on {where}: no address")
+    for family, kind, proto, _, address in infos:
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout_s)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise DaemonStatusError(f"no daemon on {where}: {error}") from error
+
+
+def _read_answer(
+    sock: _socket.socket, deadline: float, max_bytes: int, where: str
+) -> tuple[dict[bytes, bytes], bytes]:
     data = bytearray()
     head_end = -1
     length: int | None = None
+    headers: dict[bytes, bytes] = {}
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -107,7 +159,7 @@ def _read_answer(sock: socket.socket, deadline: float, max_bytes: int, where: st
                 if len(data) > _MAX_HEAD_BYTES:
                     raise DaemonStatusError(f"{where}: headers longer than {_MAX_HEAD_BYTES} B")
                 continue
-            length = _check_head(bytes(data[:head_end]), max_bytes, where)
+            length = _check_head(bytes(data[:head_end]), max_bytes, where, headers)
         body_size = len(data) - head_end - 4
         if body_size > max_bytes:
             raise DaemonStatusError(f"{where}: body larger than {max_bytes} B")
@@ -120,11 +172,12 @@ def _read_answer(sock: socket.socket, deadline: float, max_bytes: int, where: st
         if len(body) < length:
             raise DaemonStatusError(f"{where}: body cut short ({len(body)} of {length} B)")
         body = body[:length]
-    return body
+    return headers, body
 
 
-def _check_head(head: bytes, max_bytes: int, where: str) -> int | None:
-    """Checks the status line and headers; returns the Content-Length, if given."""
+def _check_head(head: bytes, max_bytes: int, where: str, headers: dict[bytes, bytes]) -> int | None:
+    """Checks the status line and headers, fills `headers`; returns the Content-Length, if
+    given."""
     status_line, *lines = head.split(b"\r\n")
     parts = status_line.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
@@ -136,6 +189,7 @@ def _check_head(head: bytes, max_bytes: int, where: str) -> int | None:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
         value = value.strip()
+        headers[name] = value
         if name == b"transfer-encoding" and value.lower() != b"identity":
             raise DaemonStatusError(f"{where}: unexpected Transfer-Encoding {value[:30]!r}")
         if name == b"content-length":

@@ -304,6 +304,34 @@ class KamailioPeer:
         if self._proc is not None:
             stop_process(self._proc, timeout_s)
 
+    def restart(self, ready_timeout_s: float = 10.0) -> None:
+        """Stop it and start it again on the same ports with the same config (a PBX restart:
+        every connection to it is closed); returns once it answers OPTIONS again. Loopback
+        peers only (not in a namespace)."""
+        if self.netns is not None:
+            raise TestbedError("restart: only for peers on the loopback")
+        self.stop()
+        pid_file = self.rundir / "kamailio.pid"
+        pid_file.unlink(missing_ok=True)
+        argv = [require_tool("kamailio"), "-f", str(self.rundir / "kamailio.cfg"), "-DD", "-E"]
+        argv += ["-Y", str(self.rundir), "-P", str(pid_file), "-m", str(_SHM_MB)]
+        with (self.rundir / "kamailio.log").open("ab") as log:
+            log.write(f"=== restart {time.strftime('%H:%M:%S')}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.rundir,
+                start_new_session=True,
+            )
+        self._proc, self.pid = proc, proc.pid
+        problem = _wait_ready(self, proc, ready_timeout_s)
+        if problem:
+            self.stop()
+            raise TestbedError(f"Kamailio did not come back: {problem}")
+
     def pids(self) -> list[int]:
         """The main process and all its children (its process group), live ones only."""
         return group_pids(self.pid)

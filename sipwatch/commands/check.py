@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sipwatch.model import Decision, ProbeResult
     from sipwatch.policy import Policy
 
+from sipwatch.check_fast import DEFAULT_CONFIG
 from sipwatch.exitcodes import CHECK_BAD_CONFIG as EXIT_BAD_CONFIG
 from sipwatch.exitcodes import CHECK_DEGRADED as EXIT_DEGRADED
 from sipwatch.exitcodes import CHECK_FAILED as EXIT_FAILED
@@ -38,7 +39,6 @@ from sipwatch.exitcodes import NAGIOS_CRITICAL, NAGIOS_OK, NAGIOS_UNKNOWN, NAGIO
 
 #: The probe kind whose `down` outcome means "the PBX is not running here" (exit 7).
 PBX_PROCESS_KIND = "pbx_process"
-DEFAULT_CONFIG = "/etc/sipwatch/sipwatch.toml"
 
 
 EXIT_CODES_HELP = """\
@@ -92,6 +92,8 @@ def configure(subparsers: Any) -> None:
         action="store_true",
         help="probe here even when a sipwatch daemon answers on daemon.http_host:http_port",
     )
+    # Set by the command line's fast path (cli.main) once it asked the daemon's GET /check.
+    parser.set_defaults(daemon_asked=False)
 
 
 class Health(NamedTuple):
@@ -109,14 +111,12 @@ class Health(NamedTuple):
 def run(args: argparse.Namespace) -> int:
     from sipwatch.errors import ConfigError
 
-    if not args.no_daemon and args.policy is None and args.format != "nagios":
-        quick = ask_daemon_quickly(args.config)
-        if quick is not None:
-            health, policy_name = quick
-            code = exit_code(health.decision, health.results)
-            from pathlib import Path
+    asked = args.daemon_asked or args.no_daemon or args.policy is not None
+    if not asked and args.format in RENDERERS:
+        from sipwatch.check_fast import answer_from_daemon
 
-            _PRINTERS[args.format](health, code, Path(policy_name))
+        code = answer_from_daemon(args.config, args.format)
+        if code is not None:
             return code
 
     try:
@@ -131,8 +131,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"sipwatch: {reason.probe}: {reason.detail}", file=sys.stderr)
     if args.format == "nagios":
         return _print_nagios(health, code, policy)
-    _PRINTERS[args.format](health, code, policy_file)
+    print(RENDERERS[args.format](health, code, policy_file))
     return code
+
+
+def daemon_answer(
+    decision: Decision, results: tuple[ProbeResult, ...], policy_name: str, fmt: str
+) -> tuple[int, str]:
+    """What `check --format FMT` prints and exits with when the daemon answers, rendered by
+    the daemon itself (`GET /check`): the exit code and the output, without its newline.
+    Same code as this process's own output, so the two cannot drift."""
+    from pathlib import Path
+
+    health = Health(decision, results, source="daemon", mode="history")
+    code = exit_code(decision, results)
+    return code, RENDERERS[fmt](health, code, Path(policy_name))
 
 
 def _load(config: str, policy_ref: str | None) -> tuple[Settings, Policy, Path]:
@@ -154,50 +167,6 @@ def _load(config: str, policy_ref: str | None) -> tuple[Settings, Policy, Path]:
 def obtain(settings: Settings, policy: Policy, *, use_daemon: bool = True) -> Health:
     """The node's health: the daemon's answer when it gives one, else probe once here."""
     return (ask_daemon(settings) if use_daemon else None) or probe_once(settings, policy)
-
-
-def ask_daemon_quickly(config: str) -> tuple[Health, str] | None:
-    """The daemon's answer without loading the configuration machinery (pydantic, probe
-    modules): the OCF monitor calls `check` every few seconds. Trusted only when the daemon
-    reports the same config file content (sha256) as the file this check would load; the
-    endpoint comes from the raw file and SIPWATCH_DAEMON__HTTP_HOST/PORT. Anything unusual
-    (no daemon, another config, a bad file) returns None and the full path decides."""
-    import hashlib
-    import os
-    import tomllib
-
-    from sipwatch.catalog import find_config
-    from sipwatch.errors import ConfigError
-
-    try:
-        raw = find_config(config).read_bytes()
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (OSError, ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None
-    section = data.get("daemon", {})
-    if not isinstance(section, dict):
-        return None  # the full path reports the bad config
-    host = os.environ.get("SIPWATCH_DAEMON__HTTP_HOST", section.get("http_host", "127.0.0.1"))
-    from sipwatch.numbers import ascii_int
-
-    try:
-        # An env override is text (ASCII digits only, as pydantic reads it); TOML gives an int.
-        port = ascii_int(
-            str(os.environ.get("SIPWATCH_DAEMON__HTTP_PORT", section.get("http_port", 9160))),
-            "daemon.http_port",
-            low=0,
-            high=65535,
-        )
-    except ValueError:
-        return None
-    if not port:
-        return None
-    status = _daemon_status(str(host), port)
-    if status is None or status.get("config_sha256") != hashlib.sha256(raw).hexdigest():
-        return None
-    probes = status.get("probes")
-    health = _health_from_status(status, set(probes) if isinstance(probes, dict) else set())
-    return (health, str(status.get("policy", ""))) if health is not None else None
 
 
 def ask_daemon(settings: Settings) -> Health | None:
@@ -347,11 +316,11 @@ def shell_line(health: Health, code: int) -> str:
     )
 
 
-def _print_shell(health: Health, code: int, policy_file: Path) -> None:
-    print(shell_line(health, code))
+def render_shell(health: Health, code: int, policy_file: Path) -> str:
+    return shell_line(health, code)
 
 
-def _print_json(health: Health, code: int, policy_file: Path) -> None:
+def render_json(health: Health, code: int, policy_file: Path) -> str:
     import json
 
     d = health.decision
@@ -368,30 +337,35 @@ def _print_json(health: Health, code: int, policy_file: Path) -> None:
         "policy": str(policy_file),
         "probes": [r.to_dict() for r in health.results],
     }
-    print(json.dumps(payload))
+    return json.dumps(payload)
 
 
-def _print_text(health: Health, code: int, policy_file: Path) -> None:
+def render_text(health: Health, code: int, policy_file: Path) -> str:
     d = health.decision
     where = "probed once" if health.source == "probed" else f"from the {health.source}"
-    print(
+    lines = [
         f"{str(d.verdict).upper()}  score {d.score}  "
         f"{'eligible' if d.eligible else 'NOT ELIGIBLE to run the PBX'}  "
         f"{'active' if d.active else 'standby'}  (exit {code}; {where}; "
         f"policy {policy_file})"
-    )
+    ]
     for r in health.results:
         status = f"{r.status_code} {r.reason}".strip() if r.status_code else "-"
         rtt = f"{r.rtt_ms:.1f} ms" if r.rtt_ms is not None else "-"
-        print(f"  {r.probe:<20} {r.outcome!s:<11} {status:<16} rtt {rtt:<10} {r.resolved}")
+        lines.append(f"  {r.probe:<20} {r.outcome!s:<11} {status:<16} rtt {rtt:<10} {r.resolved}")
     if d.reasons:
-        print("reasons:")
+        lines.append("reasons:")
     for reason in d.reasons:
         tag = "LOCAL" if reason.local else reason.effect
-        print(f"  {tag:<6} {reason.probe or '(score)':<20} {reason.outcome:<11} {reason.detail}")
+        lines.append(
+            f"  {tag:<6} {reason.probe or '(score)':<20} {reason.outcome:<11} {reason.detail}"
+        )
+    return "\n".join(lines)
 
 
-_PRINTERS = {"text": _print_text, "json": _print_json, "shell": _print_shell}
+#: The formats whose output is the same whoever renders it, this process or the daemon
+#: (`GET /check`, sipwatch.check_fast); nagios needs the policy file's thresholds.
+RENDERERS = {"text": render_text, "json": render_json, "shell": render_shell}
 
 
 def _nagios_label(text: str) -> str:

@@ -44,9 +44,16 @@ def configure(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
+    import sys
 
-    return asyncio.run(_main(args))
+    from sipwatch.errors import ConfigError
+    from sipwatch.event_loop import run as run_on_loop
+
+    try:
+        return run_on_loop(_main(args))
+    except ConfigError as exc:  # SIPWATCH_EVENT_LOOP names no usable loop
+        print(f"sipwatch: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, Policy, dict[str, str]]:
@@ -101,9 +108,12 @@ def _make_daemon(
         failure_history=d.failure_history,
         reassert_s=d.reassert_s,
     )
+    import dataclasses
+
     daemon = Daemon(
         list(settings.probes),
-        settings.context(),
+        # Stream connections stay open between runs (closed at exit: see _main).
+        dataclasses.replace(settings.context(), keep_connections=True),
         policy,
         agent=_make_agent(settings),
         options=options,
@@ -560,6 +570,8 @@ async def _supervise(
         if terminate.is_set():
             stop.set()
             await _bounded(task, settings.daemon.shutdown_timeout_s, log)
+            if holder.daemon is not None:
+                holder.daemon.ctx.memory.close()  # the kept connections
             log.info("event=exit code=0")
             return 0
         reload.clear()

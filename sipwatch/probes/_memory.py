@@ -14,6 +14,14 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+class Closing:
+    """A slot that holds something to release (sockets): ProbeMemory.close() and forget()
+    close it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
 class ProbeMemory:
     """Per-probe state across runs, keyed by probe name."""
 
@@ -30,7 +38,21 @@ class ProbeMemory:
         return value
 
     def forget(self, name: str) -> None:
-        self._slots.pop(name, None)
+        value = self._slots.pop(name, None)
+        if isinstance(value, Closing):
+            value.close()
+
+    def retain(self, names: set[str]) -> None:
+        """Forget (and close) the slots of probes not in `names` (a reload removed them); a
+        slot `NAME#part` belongs to probe NAME."""
+        for key in list(self._slots):
+            if key.partition("#")[0] not in names:
+                self.forget(key)
+
+    def close(self) -> None:
+        """Release what every slot holds (the daemon stops); the memory stays usable."""
+        for name in list(self._slots):
+            self.forget(name)
 
     def __len__(self) -> int:
         return len(self._slots)

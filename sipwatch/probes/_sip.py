@@ -25,7 +25,7 @@ from sipwatch.errors import (
 )
 from sipwatch.model import Outcome, ProbeResult
 from sipwatch.numbers import ascii_int
-from sipwatch.probes._memory import ProbeMemory
+from sipwatch.probes._memory import Closing, ProbeMemory
 from sipwatch.probes.kind import check_timing
 from sipwatch.sip.flows import Flow, SentBy
 from sipwatch.sip.sockets import TlsOptions
@@ -40,6 +40,7 @@ from sipwatch.sip.transaction import Exchange, Timers
 from sipwatch.sip.uri import SipUri, parse_uri
 
 if TYPE_CHECKING:
+    from sipwatch.sip.client import SipConnection
     from sipwatch.sip.digest import Credentials
     from sipwatch.sip.resolve import ResolverConfig
 
@@ -223,6 +224,36 @@ class ProbeContext:
     resolver: ResolverConfig | None = None
     user_agent: str = "sipwatch"
     memory: ProbeMemory = field(default_factory=ProbeMemory, compare=False, repr=False)
+    # Keep each target's TCP/TLS/WS/WSS connection open between runs, in `memory` (the
+    # daemon: a phone keeps its connection too). One-shot runs close theirs.
+    keep_connections: bool = False
+
+
+class KeptConnections(Closing):
+    """A probe's open stream connections between runs, by target (`str(Target)`)."""
+
+    def __init__(self) -> None:
+        self.by_target: dict[str, SipConnection] = {}
+
+    def take(self, key: str) -> SipConnection | None:
+        return self.by_target.pop(key, None)
+
+    def put(self, key: str, conn: SipConnection) -> None:
+        old = self.by_target.pop(key, None)
+        if old is not None and old is not conn:
+            old.close()
+        self.by_target[key] = conn
+
+    def close(self) -> None:
+        for conn in self.by_target.values():
+            conn.close()
+        self.by_target.clear()
+
+
+def kept_connections(spec: SipProbeSpec, ctx: ProbeContext) -> KeptConnections | None:
+    if not ctx.keep_connections:
+        return None
+    return ctx.memory.slot(f"{spec.name}#connections", KeptConnections, KeptConnections)
 
 
 def literal_target(uri: SipUri) -> Target | None:
@@ -397,21 +428,55 @@ async def _one_target(
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + spec.timeout_s
-    try:
-        conn = await SipConnection.open(
-            target.transport, target.host, target.port, **_connect_options(spec, ctx)
+    kept = kept_connections(spec, ctx)
+    key = str(target)
+    conn = kept.take(key) if kept is not None else None
+    if conn is not None and conn.dead is not None:
+        # The connection kept from the last run died since: that is this run's outcome
+        # (never hidden by a reconnect inside the same run); the next run opens a new one.
+        kind, detail = conn.dead
+        local = conn.local
+        conn.close()
+        broken = base_result(
+            spec,
+            method,
+            Outcome(kind),
+            transport=target.transport,
+            resolved=str(target),
+            detail=f"the {target.transport} connection kept from {local[0]}:{local[1]} "
+            f"broke since the last run: {detail}",
+            extra={"connection": "broken"},
         )
-    except TransportError as exc:
-        return _connect_failed(spec, method, target, exc, loop.time() - started)
+        return with_source(spec, broken, local)
+    reused = conn is not None
+    if conn is None:
+        try:
+            conn = await SipConnection.open(
+                target.transport, target.host, target.port, **_connect_options(spec, ctx)
+            )
+        except TransportError as exc:
+            return _connect_failed(spec, method, target, exc, loop.time() - started)
+    else:
+        conn.begin_run()
+    keep = False
     try:
         flow = make_flow(target, conn.transport.name, conn.transport.sent_by)
         result = await conn.run(flow, deadline=deadline)
+        # Keep only a stream that just carried an answer; after a timeout or a failure,
+        # start afresh.
+        keep = kept is not None and conn.reliable and conn.dead is None
+        keep = keep and result.status_code is not None
     except (SecretError, ConfigError) as exc:
         result = _local_failure(spec, method, target, exc)
     except SipParseError as exc:
         result = _malformed(spec, method, target, exc)
     finally:
-        conn.close()
+        if keep and kept is not None:
+            kept.put(key, conn)
+        else:
+            conn.close()
+    if kept is not None and conn.reliable:
+        result = replace(result, extra=dict(result.extra, connection="reused" if reused else "new"))
     return _finish(spec, result, conn.local, conn.transport.peer_cert_not_after)
 
 

@@ -80,6 +80,12 @@ class SipConnection:
         )
         return conn
 
+    def begin_run(self) -> None:
+        """A kept connection starts another probe run: record into that run's trace, and
+        forget the last run's unparsable reply."""
+        self._trace = trace.current()
+        self.last_malformed = None
+
     @property
     def reliable(self) -> bool:
         return self.transport.reliable

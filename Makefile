@@ -19,7 +19,7 @@ NEEDED_BINARIES := kamailio kamcmd sipp sipsak dnsmasq ip openssl crm_simulate c
 NEEDED_FILES := /usr/lib/*/kamailio/modules/websocket.so /usr/lib/*/kamailio/modules/tls.so
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages venv bytecode demo test unit lint bench fuzz clean
+.PHONY: setup system-packages venv bytecode demo test unit lint bench bench-calls fuzz clean
 
 setup: system-packages venv
 
@@ -68,6 +68,11 @@ bench: setup
 	$(PY) bench/engine.py
 	$(PY) bench/oneshot.py
 	$(PY) bench/ws.py --json bench/results/ws.json
+	$(PY) bench/calls.py
+
+# Call probe cost (issue 12): one call probe against a sipp UAC, 50 concurrent (~1 min).
+bench-calls: setup
+	$(PY) bench/calls.py
 
 # Coverage-guided fuzzing (fuzz/, docs/fuzzing.md): every target, one after another, under
 # atheris in a venv of its own (the `fuzz` extra; `make test` runs a seconds-long smoke of each

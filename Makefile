@@ -19,7 +19,7 @@ NEEDED_BINARIES := kamailio kamcmd sipp sipsak dnsmasq ip openssl crm_simulate c
 NEEDED_FILES := /usr/lib/*/kamailio/modules/websocket.so /usr/lib/*/kamailio/modules/tls.so
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages venv bytecode demo test unit lint bench soak fuzz clean
+.PHONY: setup system-packages venv bytecode demo test unit lint bench bench-calls soak fuzz clean
 
 setup: system-packages venv
 
@@ -68,6 +68,11 @@ bench: setup
 	$(PY) bench/engine.py
 	$(PY) bench/oneshot.py
 	$(PY) bench/ws.py --json bench/results/ws.json
+	$(PY) bench/calls.py
+
+# Call probe cost (issue 12): one call probe against a sipp UAC, 50 concurrent (~1 min).
+bench-calls: setup
+	$(PY) bench/calls.py
 
 # The daemon soak (bench/soak.py, docs/soak.md): `sipwatch run` against Kamailio for
 # SOAK_MINUTES with faults on a schedule, SIGHUP reloads and polling clients; slopes of RSS,

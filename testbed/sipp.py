@@ -186,6 +186,7 @@ class SippIvr:
     screen_file: Path
     errors_file: Path
     messages_file: Path
+    stat_file: Path
     _proc: subprocess.Popen[bytes] = field(repr=False, compare=False)
 
     def uri(self, user: str = "ivr") -> str:
@@ -217,6 +218,19 @@ class SippIvr:
             count += bool(lines) and lines[0].startswith(f"{method} ")
         return count
 
+    def stats(self) -> dict[str, str]:
+        """sipp's latest counters (`-trace_stat`, written every second and at exit), by
+        column: `CurrentCall` (calls still open), `SuccessfulCall(C)`, `FailedCall(C)`,
+        `TotalCallCreated`... Empty before the first write."""
+        try:
+            rows = self.stat_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return {}
+        if len(rows) < 2:
+            return {}
+        names, last = rows[0].split(";"), rows[-1].split(";")
+        return dict(zip(names, last, strict=False))
+
     def explain(self) -> str:
         """The error log and screen tail, for an assertion message."""
         return f"--- errors ---\n{log_tail(self.errors_file, 15)}\n--- screen ---\n" + log_tail(
@@ -243,12 +257,17 @@ def start_sipp_ivr(
     keys: dict[str, str] | None = None,
     call_timeout_s: float = 15.0,
     ready_timeout_s: float = 5.0,
+    calls: int = 1,
+    max_open: int | None = None,
 ) -> SippIvr:
     """Start `sipp -sf SCENARIO -m 1` as the IVR of one call, its media on a port of its own
     (`-mi/-mp`, `[media_port]` in the SDP; with `rtp_echo`, every RTP packet that arrives
     there is sent back to its source). `keys` become `-key NAME VALUE` ([NAME] in the
     scenario). Ready once its SIP port is bound: no probe message is sent (it would be the
-    one call). Raises TestbedError / MissingToolError."""
+    one call). `calls`: how many calls before sipp exits (0: until stopped or
+    `call_timeout_s`, sipp's global timeout); `max_open`: sipp's `-l`, the calls it holds
+    at once. sipp writes its counters every second to `stat_file` (`stats()`).
+    Raises TestbedError / MissingToolError."""
     if transport not in _TRANSPORT_FLAG:
         raise ValueError(f"transport must be udp or tcp, not {transport!r}")
     check_loopback(host)
@@ -263,13 +282,19 @@ def start_sipp_ivr(
         stem = f"sipp-ivr-{scenario.stem}-{port}"
         screen, errors = rundir / f"{stem}.screen", rundir / f"{stem}.errors.log"
         messages = rundir / f"{stem}.messages.log"
+        stat = rundir / f"{stem}.stat.csv"
         argv = [
             sipp, "-sf", str(scenario), "-i", host, "-p", str(port),
             "-t", _TRANSPORT_FLAG[transport], "-mi", host, "-mp", str(media_port),
-            "-m", "1", "-timeout", f"{call_timeout_s:g}s", "-timeout_error",
+            "-timeout", f"{call_timeout_s:g}s", "-timeout_error",
             "-nd", "-nostdin", "-f", "10", "-trace_err", "-error_file", str(errors),
             "-trace_msg", "-message_file", str(messages),
+            "-trace_stat", "-fd", "1", "-stf", str(stat),
         ]  # fmt: skip
+        if calls:
+            argv += ["-m", str(calls)]
+        if max_open is not None:
+            argv += ["-l", str(max_open)]
         for name, value in (keys or {}).items():
             argv += ["-key", name, value]
         if rtp_echo:
@@ -279,7 +304,9 @@ def start_sipp_ivr(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd=rundir, start_new_session=True,
             )  # fmt: skip
-        ivr = SippIvr(host, port, media_port, transport, proc.pid, screen, errors, messages, proc)
+        ivr = SippIvr(
+            host, port, media_port, transport, proc.pid, screen, errors, messages, stat, proc
+        )
         deadline = time.monotonic() + ready_timeout_s
         try:
             while time.monotonic() < deadline and proc.poll() is None:

@@ -264,3 +264,38 @@ def test_a_call_probe_from_a_config_file(ivr, tmp_path):
         "ok",
     ), r
     assert r["extra"]["rtp_sent"] + r["extra"]["rtp_late_slots"] == 20
+
+
+async def test_a_call_over_tls_through_a_record_routing_kamailio_to_a_udp_ivr(tmp_path):
+    """The probe's INVITE, ACK and BYE over TLS to Kamailio (certificate verified against
+    its CA), which record-routes and relays them over UDP to sipp; media goes direct. sipp's
+    exit status says the ACK and the BYE arrived through the proxy. (This sipp is built
+    without OpenSSL, so it cannot be the TLS end itself.)"""
+    import asyncio
+
+    from sipwatch.probes import run_probe
+    from sipwatch.probes._sip import ProbeContext
+    from sipwatch.probes.sip_call import SipCallSpec
+    from testbed import start_kamailio
+
+    try:
+        kam = start_kamailio(tmp_path / "kam", tls=True, ws=False, record_route=True)
+        ivr = start_sipp_ivr(SCENARIOS / "answer_via_proxy.xml", tmp_path)
+    except MissingToolError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        spec = SipCallSpec(
+            uri=ivr.uri(), outbound_proxy=f"sip:{kam.host}:{kam.tls_port};transport=tls",
+            tls_ca_file=str(kam.cert_file), media_s=0.3,
+        )  # fmt: skip
+        r = await run_probe(spec, ProbeContext())
+        status = await asyncio.to_thread(ivr.wait, 10)
+        assert status == 0, f"the ACK or BYE did not come through the proxy:\n{ivr.explain()}"
+        assert (r.outcome.value, r.transport, r.extra["bye_status"]) == ("ok", "tls", 200), r
+        assert r.extra["rtp_received"] > 0 and r.tls_not_after is not None, r
+        log = kam.log_file.read_text()
+        for method in ("ACK", "BYE"):
+            assert f"dialog: {method} routed by the route set" in log, log[-2000:]
+    finally:
+        ivr.stop()
+        kam.stop()

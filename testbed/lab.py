@@ -95,6 +95,11 @@ FENCE_AGENT = resources.files("testbed").joinpath("fence", "fence_swlab")
 #: measured here (a reboot off -> confirmed in about 1 s, see docs/lab.md): the agent's own
 #: bound first, Pacemaker's above it with room for one retry.
 FENCE_POWER_TIMEOUT_S = 10
+#: mode fencing: seconds between the controller's "on" and the node's boot (a server's
+#: firmware takes longer). Without it a fenced node was back within a second, before
+#: Pacemaker had recovered its group elsewhere, and took the group back (its location
+#: preference): a race no real reboot wins.
+BOOT_DELAY_S = 5.0
 STONITH_TIMEOUT_S = 25
 SHIM_CONFIG = f"{RUN}/sipwatch.toml"  # mode shim: the config the OCF shim's check reads
 #: what fault "crm_hang" makes hang: every tool sipwatch's cluster agent may run
@@ -632,6 +637,9 @@ class LabBuilder(LabObserver):
         self.power_off(name)
 
     def outlet_boot(self, name: str) -> None:
+        deadline = time.monotonic() + BOOT_DELAY_S
+        while time.monotonic() < deadline and not self._tearing_down:
+            time.sleep(0.1)
         self.power_on(name)
 
     def start_sipwatch(self, name: str) -> None:
@@ -765,6 +773,16 @@ class LabFaults(LabBuilder):
             self.exec(name, ["umount", f"/usr/sbin/{tool}"], check=False)
         self._hung_tools.discard(name)
 
+    def pbx_stop_fault(self, name: str, how: str | None) -> None:
+        """The PBX agent's stop on `name` fails ("fail") or hangs ("hang") until healed (None)
+        or the node reboots (a file in its tmpfs /run; see testbed/ocf/labpbx)."""
+        path = self.nodes[name].root(f"{RUN}/stop-fault")
+        if how is None:
+            with contextlib.suppress(OSError):  # a node fenced since has lost it already
+                path.unlink(missing_ok=True)
+        else:
+            path.write_text(how + "\n")
+
     def kill_sipwatch(self, name: str) -> None:
         self.exec(name, ["kill", "-s", "KILL", str(self.node_pid(name, "sipwatch"))])
 
@@ -843,6 +861,14 @@ FAULTS: dict[str, Fault] = {
     "crm_hang": Fault(lambda lab, n: lab.hang_crm_tools(n), lambda lab, n: lab.unhang_crm_tools(n)),
     # WebSocket alone: new upgrades are refused, UDP/TCP answer on
     "ws_dead": Fault(_disable_ws, _enable_ws),
+    # The PBX cannot be stopped: its agent's stop fails at once, or hangs until the stop
+    # timeout. Nothing else breaks: a move (or a stop) must be asked for to see it.
+    "stop_fails": Fault(
+        lambda lab, n: lab.pbx_stop_fault(n, "fail"), lambda lab, n: lab.pbx_stop_fault(n, None)
+    ),
+    "stop_hangs": Fault(
+        lambda lab, n: lab.pbx_stop_fault(n, "hang"), lambda lab, n: lab.pbx_stop_fault(n, None)
+    ),
 }
 
 

@@ -209,7 +209,9 @@ def test_power_controller_unreachable_nothing_is_recovered(lab: Lab) -> None:
                         if f"targeting {old}" in ln and "returned 1" in ln]  # fmt: skip
 
             _wait_for(failed_fence, 60, f"a failed fencing of {old}")
-            assert lab.placement(via=others[0]) == []  # not recovered anywhere
+            # Not recovered elsewhere: crm_mon on the majority still shows it on the unclean
+            # node (its state there is unknown until it is fenced), or nowhere.
+            assert set(lab.placement(via=others[0])) <= {old}
             assert lab.client_options() is None
 
             def explained() -> dict[str, Any]:
@@ -221,7 +223,7 @@ def test_power_controller_unreachable_nothing_is_recovered(lab: Lab) -> None:
             audit = [r for r in lab.audit(others[0]) if r["action"] == "fencing"]
             assert audit and audit[-1]["result"] == "failed", lab.audit(others[0])[-3:]
             assert f"{old} is not fenced" in audit[-1]["detail"]
-            assert lab.placement(via=others[0]) == []
+            assert set(lab.placement(via=others[0])) <= {old}
     finally:
         lab.link("pdu", "up", switch_side=True)
     _wait_for(lambda: _fenced(lab, old, marks), 90, f"{old} fenced once the controller is back")

@@ -263,14 +263,23 @@ class LabObserver(LabNodes):
         return not out or "NO-CARRIER" in out or "state UP" not in out
 
     def live_nodes(self) -> list[str]:
-        return [n for n, node in self.nodes.items() if node.proc and node.proc.poll() is None]
+        # init_pid: a node whose boot (mode fencing: by the power controller, in its thread)
+        # has started `unshare` but not yet found its init is not live yet
+        return [
+            n
+            for n, node in self.nodes.items()
+            if node.proc and node.proc.poll() is None and node.init_pid
+        ]
 
     def crm_mon(self, via: str | None = None) -> ET.Element:
         if via in self._hung_tools:  # ask a node whose tools work
             via = None
         nodes = [via] if via else self.tool_nodes()
         for name in nodes:
-            done = self.exec(name, ["crm_mon", "-1", "--output-as=xml"], check=False)
+            try:
+                done = self.exec(name, ["crm_mon", "-1", "--output-as=xml"], check=False)
+            except TestbedError:  # powered off or rebooting since the list was made
+                continue
             if done.returncode == 0:
                 return ET.fromstring(done.stdout)
         raise TestbedError("crm_mon failed on every live node")

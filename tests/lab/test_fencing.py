@@ -214,14 +214,17 @@ def test_power_controller_unreachable_nothing_is_recovered(lab: Lab) -> None:
             assert set(lab.placement(via=others[0])) <= {old}
             assert lab.client_options() is None
 
+            # Pacemaker retries the fence until stonith-timeout: the event is "pending" while
+            # it does, "failed" after; either says why nothing moved.
             def explained() -> dict[str, Any]:
                 status = lab.sipwatch_status(others[0]).get("fencing") or {}
-                return status if any(e["target"] == old for e in status.get("failed", [])) else {}
+                open_ = status.get("failed", []) + status.get("pending", [])
+                return status if any(e["target"] == old for e in open_) else {}
 
-            fencing = _wait_for(explained, 30, "sipwatch's /status shows the failed fence")
+            fencing = _wait_for(explained, 60, "sipwatch's /status shows the unfenced node")
             assert fencing["enabled"] is True
             audit = [r for r in lab.audit(others[0]) if r["action"] == "fencing"]
-            assert audit and audit[-1]["result"] == "failed", lab.audit(others[0])[-3:]
+            assert audit and audit[-1]["result"] in ("failed", "waiting"), audit[-3:]
             assert f"{old} is not fenced" in audit[-1]["detail"]
             assert set(lab.placement(via=others[0])) <= {old}
     finally:

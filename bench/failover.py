@@ -8,6 +8,8 @@ Setups, each in its own lab bring-up in this run:
                   the quorum guard on, confirm runs on (the lab policy: shipped "fast")
     sipwatch-noconfirm  the same with the policy's confirm_interval_s = 0: the baseline
                   for the confirm-at-once gain
+    fencing       as sipwatch, with STONITH (fence_swlab, the lab's power controller) and
+                  the quorum guard off; faults crash,hang,503,drop,partition,power_off
     shim          the same PBX agent; the OCF shim ocf:sipwatch:sipwatch (mode=service,
                   OCF_CHECK_LEVEL=10, 1 s monitor) in the group asks `sipwatch run` (agent none)
     stock-10s     ocf:heartbeat:kamailio, sipsak monitor every 10 s, migration-threshold=1,
@@ -47,6 +49,11 @@ SETUPS = {
     "sipwatch-noconfirm": LabConfig(
         mode="sipwatch", monitor_interval_s=1.0, stop_timeout_s=10.0, confirm_interval_s=0.0
     ),
+    # STONITH on (fence_swlab + the lab's power controller), the quorum guard off: what
+    # fencing alone makes safe (issue 14)
+    "fencing": LabConfig(
+        mode="fencing", monitor_interval_s=1.0, stop_timeout_s=10.0, quorum_guard=False
+    ),
     "stock-10s": LabConfig(mode="stock", monitor_interval_s=10.0, stop_timeout_s=30.0),
     "stock-2s": LabConfig(mode="stock", monitor_interval_s=2.0, stop_timeout_s=30.0),
 }
@@ -61,6 +68,7 @@ SETTLE_S = {
     "sipwatch": 3.2,
     "shim": 3.2,
     "sipwatch-noconfirm": 3.2,
+    "fencing": 3.2,
 }  # past the lab policy's takeover grace (3 s)
 SLOW = ("hang", "drop")  # a minute each for the stock agent
 
@@ -99,7 +107,7 @@ def main() -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--n-slow", type=int, default=5, help="repetitions of hang/drop, stock")
-    p.add_argument("--setups", default="sipwatch,shim,stock-10s,stock-2s")
+    p.add_argument("--setups", default="sipwatch,shim,fencing,stock-10s,stock-2s")
     p.add_argument("--faults", default="crash,hang,503,drop,partition")
     p.add_argument("--seed", type=int, default=None, help="for the random injection phase")
     p.add_argument("--timeout", type=float, default=120.0)

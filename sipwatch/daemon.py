@@ -141,6 +141,8 @@ class Daemon:
         # What /status says about the config this daemon runs (e.g. its sha256, so that
         # `sipwatch check` knows the verdict is about the same config).
         self.meta: dict[str, Any] = {}
+        # More sections of /status, each read when /status is asked (the fencing watch's)
+        self.status_sections: dict[str, Callable[[], Any]] = {}
         self.started_wall = wall()
         self.state: PolicyState = initial_state(clock())
         self.decision: Decision = decide(self.state, policy, clock())
@@ -492,4 +494,5 @@ class Daemon:
             "actions": actions[-50:],
             "source": "daemon",
             **self.meta,
+            **{name: read() for name, read in self.status_sections.items()},
         }

@@ -13,6 +13,7 @@ to them from the host namespace — host-side code only runs `ip -n`, `nsenter` 
     swlab-n1..3  PBX nodes 10.250.0.11-13, eth0; VIP 10.250.0.100 (p_vip, IPaddr2)
     swlab-cl     the phones: 10.250.0.50
     swlab-ivr    the IVR/Queue server: 10.250.0.60 (a Kamailio answering OPTIONS)
+    swlab-pdu    mode fencing: the power controller's port, 10.250.0.70 (TCP 7410)
 
 Each node runs in its own network, mount, UTS and PID namespace (lab_init.py is its PID 1):
 private /etc/corosync, /var/lib/{corosync,pacemaker}, logs, a copy of resource.d holding the
@@ -24,7 +25,11 @@ ocf:heartbeat:kamailio (sipsak monitor, migration-threshold=1), no sipwatch — 
 mode "shim": the OCF shim ocf:sipwatch:sipwatch (mode=service, OCF_CHECK_LEVEL=10, 1 s) is
 the group's third member and the path to Pacemaker: its monitor runs `sipwatch check`, which
 asks the node's `sipwatch run` (cluster agent "none": it probes, answers, and runs the quorum
-guard).
+guard); mode "fencing": as "sipwatch" with STONITH: stonith-enabled=true, one device st_pdu
+(stonith:fence_swlab, testbed/fence/, overlaid on each node's /usr/sbin) for the three nodes,
+served by the lab's power controller (testbed/power.py: a BMC/PDU stand-in in this process,
+its socket on the management port swlab-pdu 10.250.0.70:7410; off = the node's init killed
+and its cable pulled, on = the bring-up of one node).
 
 Safety: every external command is an argv list with a timeout; every wait is bounded;
 teardown kills only the node inits this lab started (by PID, after checking the command line:
@@ -62,6 +67,7 @@ from typing import Any
 from testbed import rawsip
 from testbed.kamailio import KamailioPeer, _render, start_kamailio
 from testbed.netns import Netns, run_in
+from testbed.power import PowerController
 from testbed.process import TestbedError, require_tool
 
 __all__ = ["FAULTS", "NODES", "VIP", "Failover", "Lab", "LabConfig", "lab_up"]
@@ -79,7 +85,22 @@ RUN = "/run/sipwatch-lab"  # inside each node (tmpfs)
 PBX_PIDFILE = f"{RUN}/kamailio.pid"
 PBX_CTL = f"{RUN}/kamailio_ctl"
 CMD_TIMEOUT_S = 15.0
-SIPWATCH_MODES = ("sipwatch", "shim")  # the modes that run `sipwatch run` on every node
+SIPWATCH_MODES = ("sipwatch", "shim", "fencing")  # the modes that run `sipwatch run`
+HEALTH_MODES = ("sipwatch", "fencing")  # the modes whose sipwatch publishes #health-sipwatch
+PDU_IP = f"{SUBNET}.70"  # mode fencing: the power controller's management port
+PDU_PORT = 7410
+PDU_SECRET = f"{RUN}/power.secret"  # inside each node (tmpfs), copied there at boot
+FENCE_AGENT = resources.files("testbed").joinpath("fence", "fence_swlab")
+#: mode fencing: stonith-timeout and the agent's power_timeout. Sized from the fence times
+#: measured here (a reboot off -> confirmed in about 1 s, see docs/lab.md): the agent's own
+#: bound first, Pacemaker's above it with room for one retry.
+FENCE_POWER_TIMEOUT_S = 10
+#: mode fencing: seconds between the controller's "on" and the node's boot (a server's
+#: firmware takes longer). Without it a fenced node was back within a second, before
+#: Pacemaker had recovered its group elsewhere, and took the group back (its location
+#: preference): a race no real reboot wins.
+BOOT_DELAY_S = 5.0
+STONITH_TIMEOUT_S = 25
 SHIM_CONFIG = f"{RUN}/sipwatch.toml"  # mode shim: the config the OCF shim's check reads
 #: what fault "crm_hang" makes hang: every tool sipwatch's cluster agent may run
 CRM_TOOLS = ("attrd_updater", "cibadmin", "crm_attribute", "crm_mon", "crm_node",
@@ -122,7 +143,8 @@ LAB_POLICY_OVERRIDES = {"startup_grace_s": "3.0", "takeover_grace_s": "3.0"}
 
 @dataclass(frozen=True)
 class LabConfig:
-    mode: str = "sipwatch"  # "sipwatch", "shim" (OCF shim in the group) or "stock"
+    mode: str = "sipwatch"  # "sipwatch", "shim" (OCF shim in the group), "stock" or
+    # "fencing" (as "sipwatch", with STONITH: the power controller and fence_swlab)
     monitor_interval_s: float = 1.0  # p_pbx monitor interval
     stop_timeout_s: float = 10.0  # p_pbx stop timeout (stock: 30 s as in the baseline)
     probe_interval_s: float = 1.0  # sipwatch probes
@@ -130,6 +152,7 @@ class LabConfig:
     # off, as before issue 15 — the benchmark's baseline for the gain).
     confirm_interval_s: float | None = None
     sipwatch_python: str = sys.executable
+    quorum_guard: bool = True  # sipwatch's release_vip_without_quorum (Lab.set_quorum_guard)
 
 
 @dataclass
@@ -172,6 +195,10 @@ class LabNodes:
     up_s: float = 0.0
     _impaired: dict[str, tuple[float, bool]] = field(default_factory=dict)
     _hung_tools: set[str] = field(default_factory=set)
+    power: PowerController | None = None  # mode fencing: the lab's BMC/PDU
+    quorum_guard: bool = True
+    _power_lock: threading.RLock = field(default_factory=threading.RLock)
+    _tearing_down: bool = False
 
     def _write_state(self) -> None:
         state = {
@@ -236,14 +263,23 @@ class LabObserver(LabNodes):
         return not out or "NO-CARRIER" in out or "state UP" not in out
 
     def live_nodes(self) -> list[str]:
-        return [n for n, node in self.nodes.items() if node.proc and node.proc.poll() is None]
+        # init_pid: a node whose boot (mode fencing: by the power controller, in its thread)
+        # has started `unshare` but not yet found its init is not live yet
+        return [
+            n
+            for n, node in self.nodes.items()
+            if node.proc and node.proc.poll() is None and node.init_pid
+        ]
 
     def crm_mon(self, via: str | None = None) -> ET.Element:
         if via in self._hung_tools:  # ask a node whose tools work
             via = None
         nodes = [via] if via else self.tool_nodes()
         for name in nodes:
-            done = self.exec(name, ["crm_mon", "-1", "--output-as=xml"], check=False)
+            try:
+                done = self.exec(name, ["crm_mon", "-1", "--output-as=xml"], check=False)
+            except TestbedError:  # powered off or rebooting since the list was made
+                continue
             if done.returncode == 0:
                 return ET.fromstring(done.stdout)
         raise TestbedError("crm_mon failed on every live node")
@@ -385,9 +421,12 @@ class LabBuilder(LabObserver):
         started = time.monotonic()
         self.base.mkdir(parents=True, exist_ok=True)
         try:
+            self.quorum_guard = self.config.quorum_guard
             self._write_state()
             self._network()
             self._ivr()
+            if self.config.mode == "fencing":
+                self._power_controller()
             for name in NODES:
                 self._prepare_node(name)
             self._write_state()
@@ -395,7 +434,7 @@ class LabBuilder(LabObserver):
                 self.start_node(name)
             self.wait_placement(timeout_s=timeout_s)
             self.wait_served_by(self.active(), timeout_s=timeout_s)
-            if self.config.mode == "sipwatch":
+            if self.config.mode in HEALTH_MODES:
                 self.wait_health_green(timeout_s=timeout_s)
         except BaseException:
             self.keep_logs("up-failed")
@@ -451,6 +490,26 @@ class LabBuilder(LabObserver):
             self._port(f"{PREFIX}-{name}", name, NODE_IP[name])
         self._port(self._ns("cl"), "cl", CLIENT_IP)
         self._port(self._ns("ivr"), "ivr", IVR_IP)
+        if self.config.mode == "fencing":
+            self._port(self._ns("pdu"), "pdu", PDU_IP)
+
+    def _power_controller(self) -> None:
+        """Mode fencing: the power controller, listening on PDU_IP:PDU_PORT inside swlab-pdu
+        (its socket is made there; this process serves it), switching this lab's nodes."""
+        secret = self.base / "power.secret"
+        secret.write_text(os.urandom(24).hex() + "\n")
+        secret.chmod(0o600)
+
+        def bind() -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((PDU_IP, PDU_PORT))
+            return sock
+
+        sock = run_in(Netns(f"{PREFIX}-pdu"), bind, timeout_s=10)
+        self.power = PowerController(sock, secret.read_text().strip().encode(), self,
+                                     log_path=self.base / "power.jsonl")  # fmt: skip
+        self.power.start()
 
     def _ivr(self) -> None:
         self.ivr = start_kamailio(
@@ -481,6 +540,11 @@ class LabBuilder(LabObserver):
               "--root", str(d / "shim")])  # fmt: skip
         shim = d / "shim" / "usr/lib/ocf/resource.d/sipwatch/sipwatch"
         shutil.copy2(shim, provider / "sipwatch")
+        if self.config.mode == "fencing":  # lab_init lays it over the node's /usr/sbin
+            (d / "fence").mkdir()
+            agent = d / "fence" / "fence_swlab"
+            agent.write_text(FENCE_AGENT.read_text())
+            agent.chmod(0o755)
         nodes_block = "\n".join(
             f"    node {{\n        ring0_addr: {NODE_IP[n]}\n        name: {n}\n"
             f"        nodeid: {i}\n    }}"
@@ -495,7 +559,9 @@ class LabBuilder(LabObserver):
         (d / "kamailio.cfg").write_text(pbx_cfg(name, stock=self.config.mode == "stock"))
         if self.config.mode in SIPWATCH_MODES:
             (d / "lab-policy.toml").write_text(lab_policy(self.config))
-            (d / "sipwatch.toml").write_text(sipwatch_toml(name, d, self.config))
+            (d / "sipwatch.toml").write_text(
+                sipwatch_toml(name, d, self.config, quorum_guard=self.quorum_guard)
+            )
         self.nodes[name] = Node(name=name, netns=f"{PREFIX}-{name}", dir=d)
 
     def start_node(self, name: str, timeout_s: float = 30.0) -> None:
@@ -525,6 +591,10 @@ class LabBuilder(LabObserver):
         shutil.copy2(node.dir / "kamailio.cfg", node.root(f"{RUN}/kamailio.cfg"))
         if self.config.mode == "shim":  # the shim's config: one path on every node
             shutil.copy2(node.dir / "sipwatch.toml", node.root(SHIM_CONFIG))
+        if self.power is not None:  # the fence agent's shared secret, root only
+            target = node.root(PDU_SECRET)
+            shutil.copy2(self.base / "power.secret", target)
+            target.chmod(0o600)
         env = ["env", "PCMK_logfile=/var/log/pacemaker/pacemaker.log", "PCMK_logfacility=none",
                "PCMK_debug=no"]  # fmt: skip
         self.spawn(name, ["corosync", "-f"], "corosync")
@@ -537,6 +607,50 @@ class LabBuilder(LabObserver):
         if self.config.mode in SIPWATCH_MODES:
             self.start_sipwatch(name)
 
+    def power_off(self, name: str) -> None:
+        """Every process of the node dies at once (SIGKILL to its PID namespace's init, by
+        PID) and its cable is pulled (the veth pair is deleted, with the VIP on it)."""
+        with self._power_lock:
+            node = self.nodes[name]
+            if node.proc is not None:
+                _kill_init(node.init_pid, node.proc)
+            node.init_pid = 0
+            _run(["ip", "-n", f"{PREFIX}-sw", "link", "del", f"p-{name}"], check=False)
+            self._write_state()
+
+    def power_on(self, name: str) -> None:
+        """Cable back in, boot the node (corosync, pacemakerd, sipwatch). It rejoins. A node
+        that is on already (in mode fencing its fence, a reboot, may have booted it) is left
+        alone."""
+        with self._power_lock:
+            if self.outlet_on(name):
+                return
+            if self._tearing_down:
+                raise TestbedError(f"{name}: the lab is being torn down")
+            ports = _run(["ip", "-n", f"{PREFIX}-sw", "-o", "link", "show"]).stdout
+            if f" p-{name}@" not in ports:
+                self._port(f"{PREFIX}-{name}", name, NODE_IP[name])
+            else:  # the cable was left in (a partitioned node fenced before its port went)
+                _run(["ip", "-n", f"{PREFIX}-sw", "link", "set", f"p-{name}", "up"])
+            self.start_node(name)
+
+    # The power controller's outlets (testbed.power.Outlets): this lab's nodes.
+    def outlet_names(self) -> list[str]:
+        return list(NODES)
+
+    def outlet_on(self, name: str) -> bool:
+        node = self.nodes[name]
+        return bool(node.init_pid) and _is_lab_init(node.init_pid)
+
+    def outlet_off(self, name: str) -> None:
+        self.power_off(name)
+
+    def outlet_boot(self, name: str) -> None:
+        deadline = time.monotonic() + BOOT_DELAY_S
+        while time.monotonic() < deadline and not self._tearing_down:
+            time.sleep(0.1)
+        self.power_on(name)
+
     def start_sipwatch(self, name: str) -> None:
         node = self.nodes[name]
         sipwatch = str(Path(self.config.sipwatch_python).parent / "sipwatch")
@@ -545,6 +659,10 @@ class LabBuilder(LabObserver):
 
     def down(self) -> None:
         """Kill what this lab started (by PID), delete its namespaces and directories."""
+        self._tearing_down = True  # the power controller boots nothing from here on
+        if self.power is not None:
+            self.power.stop()
+            self.power = None
         # SIGKILL every init first (no waiting in between), so an interrupt during the waits
         # below leaves no node running.
         for node in self.nodes.values():
@@ -595,7 +713,11 @@ class LabFaults(LabBuilder):
 
     def link(self, name: str, state: str, *, switch_side: bool = False) -> None:
         if switch_side:
-            _run(["ip", "-n", f"{PREFIX}-sw", "link", "set", f"p-{name}", state])
+            # Mode fencing: a fenced node's port is gone until its boot plugs a new one in,
+            # so the heal of a partition may find nothing to bring up.
+            heal_after_fence = state == "up" and self.power is not None
+            _run(["ip", "-n", f"{PREFIX}-sw", "link", "set", f"p-{name}", state],
+                 check=not heal_after_fence)  # fmt: skip
         else:
             _run(["ip", "-n", f"{PREFIX}-{name}", "link", "set", "eth0", state])
 
@@ -664,23 +786,18 @@ class LabFaults(LabBuilder):
             self.exec(name, ["umount", f"/usr/sbin/{tool}"], check=False)
         self._hung_tools.discard(name)
 
+    def pbx_stop_fault(self, name: str, how: str | None) -> None:
+        """The PBX agent's stop on `name` fails ("fail") or hangs ("hang") until healed (None)
+        or the node reboots (a file in its tmpfs /run; see testbed/ocf/labpbx)."""
+        path = self.nodes[name].root(f"{RUN}/stop-fault")
+        if how is None:
+            with contextlib.suppress(OSError):  # a node fenced since has lost it already
+                path.unlink(missing_ok=True)
+        else:
+            path.write_text(how + "\n")
+
     def kill_sipwatch(self, name: str) -> None:
         self.exec(name, ["kill", "-s", "KILL", str(self.node_pid(name, "sipwatch"))])
-
-    def power_off(self, name: str) -> None:
-        """Every process of the node dies at once (SIGKILL to its PID namespace's init, by
-        PID) and its cable is pulled (the veth pair is deleted, with the VIP on it)."""
-        node = self.nodes[name]
-        if node.proc is not None:
-            _kill_init(node.init_pid, node.proc)
-        node.init_pid = 0
-        _run(["ip", "-n", f"{PREFIX}-sw", "link", "del", f"p-{name}"], check=False)
-        self._write_state()
-
-    def power_on(self, name: str) -> None:
-        """Cable back in, boot the node (corosync, pacemakerd, sipwatch). It rejoins."""
-        self._port(f"{PREFIX}-{name}", name, NODE_IP[name])
-        self.start_node(name)
 
     def _udp_sip(self, name: str, op: str) -> None:
         """SIP over UDP dead on node `name` while TCP works: an iptables rule in the node's
@@ -757,6 +874,14 @@ FAULTS: dict[str, Fault] = {
     "crm_hang": Fault(lambda lab, n: lab.hang_crm_tools(n), lambda lab, n: lab.unhang_crm_tools(n)),
     # WebSocket alone: new upgrades are refused, UDP/TCP answer on
     "ws_dead": Fault(_disable_ws, _enable_ws),
+    # The PBX cannot be stopped: its agent's stop fails at once, or hangs until the stop
+    # timeout. Nothing else breaks: a move (or a stop) must be asked for to see it.
+    "stop_fails": Fault(
+        lambda lab, n: lab.pbx_stop_fault(n, "fail"), lambda lab, n: lab.pbx_stop_fault(n, None)
+    ),
+    "stop_hangs": Fault(
+        lambda lab, n: lab.pbx_stop_fault(n, "hang"), lambda lab, n: lab.pbx_stop_fault(n, None)
+    ),
 }
 
 
@@ -799,11 +924,42 @@ class Lab(LabFaults):
         self.cleanup_resources()
         node = self.wait_placement(timeout_s=timeout_s)
         self.wait_served_by(node, timeout_s=timeout_s)
-        if self.config.mode == "sipwatch":
+        if self.config.mode in HEALTH_MODES:
             self.wait_health_green(timeout_s=timeout_s)
-        if self.config.mode in ("sipwatch", "shim"):
+        if self.config.mode in SIPWATCH_MODES:
             self.wait_judged(node, timeout_s=timeout_s)
         return node
+
+    def set_quorum_guard(self, on: bool, timeout_s: float = 60.0) -> None:
+        """sipwatch's quorum guard (`release_vip_without_quorum`) on or off on every node:
+        each config rewritten (a node booted later reads it too), each live node's `sipwatch
+        run` restarted, every sipwatch green again."""
+        if on == self.quorum_guard:
+            return
+        self.quorum_guard = on
+        for name, node in self.nodes.items():
+            text = sipwatch_toml(name, node.dir, self.config, quorum_guard=on)
+            (node.dir / "sipwatch.toml").write_text(text)
+        for name in self.live_nodes():
+            pid = self.node_pid(name, "sipwatch")
+            with contextlib.suppress(TestbedError):
+                self.kill_sipwatch(name)
+            gone = self.nodes[name].root(f"/proc/{pid}/cmdline")
+            _wait(lambda g=gone: not g.exists(), 10.0, f"{name}: sipwatch did not exit")
+            self.start_sipwatch(name)
+        self.wait_health_green(timeout_s=timeout_s)
+
+    def fence_history(self, via: str | None = None) -> list[dict[str, str]]:
+        """Pacemaker's fencing history (`stonith_admin --history '*'`), newest first: each
+        event's target, action, status ("success", "failed", "pending"), completed time."""
+        nodes = [via] if via else self.tool_nodes()
+        for name in nodes:
+            done = self.exec(name, ["stonith_admin", "--history", "*", "--output-as=xml"],
+                             check=False)  # fmt: skip
+            if done.returncode == 0:
+                root = ET.fromstring(done.stdout)
+                return [dict(e.attrib) for e in root.iter("fence_event")]
+        raise TestbedError("stonith_admin --history failed on every live node")
 
     def wait_judged(self, name: str, timeout_s: float = 30.0) -> None:
         """Until the active node's sipwatch is green and out of its startup and takeover
@@ -950,7 +1106,7 @@ def lab_policy(config: LabConfig | None = None) -> str:
     return text + '\n[probes.pbx-ws]\nrole = "major"\n'
 
 
-def sipwatch_toml(name: str, node_dir: Path, config: LabConfig) -> str:
+def sipwatch_toml(name: str, node_dir: Path, config: LabConfig, *, quorum_guard: bool) -> str:
     iv = config.probe_interval_s
     return f"""\
 # sipwatch on lab node {name} (written by testbed.lab)
@@ -967,7 +1123,7 @@ http_port = {SIPWATCH_HTTP_PORT}
 # behind sipwatch's back (tests/lab) waits seconds, not half a minute.
 reassert_s = {REASSERT_S}
 
-{_cluster_section(name, node_dir, config)}
+{_cluster_section(name, node_dir, config, quorum_guard)}
 
 [[probes]]
 name = "pbx-udp"
@@ -1009,7 +1165,8 @@ interval_s = 2.0
 """
 
 
-def _cluster_section(name: str, node_dir: Path, config: LabConfig) -> str:
+def _cluster_section(name: str, node_dir: Path, config: LabConfig, quorum_guard: bool) -> str:
+    guard = "true" if quorum_guard else "false"
     if config.mode == "shim":  # the OCF shim is the path to Pacemaker: the daemon probes
         return f"""\
 [cluster]
@@ -1018,7 +1175,7 @@ dry_run = false
 node = "{name}"
 resource = "g_pbx"
 audit_log = "{node_dir / "audit.jsonl"}"
-release_vip_without_quorum = true
+release_vip_without_quorum = {guard}
 """
     return f"""\
 [cluster]
@@ -1033,7 +1190,7 @@ freeze_file = "{node_dir / "freeze"}"
 audit_log = "{node_dir / "audit.jsonl"}"
 tool_timeout_s = 5.0
 tool_total_s = 10.0
-release_vip_without_quorum = true
+release_vip_without_quorum = {guard}
 """
 
 
@@ -1064,12 +1221,18 @@ def build_cib(config: LabConfig) -> str:
     rscs = conf.find("resources")
     cons = conf.find("constraints")
     assert crm is not None and nodes is not None and rscs is not None and cons is not None
+    fencing = config.mode == "fencing"
+    # no-quorum-policy "stop" in both: with fencing, the majority fences the cut-off node
+    # anyway, and stopping what it holds at once keeps the VIP off the LAN until then.
+    # "suicide" would need the minority to fence itself, through a controller it cannot
+    # reach; "freeze"/"ignore" would leave the VIP answering on it until the fence lands.
     _nv(crm, "cluster_property_set", "cib-bootstrap-options", {
-        "stonith-enabled": "false",
+        "stonith-enabled": "true" if fencing else "false",
         "no-quorum-policy": "stop",
         "dc-deadtime": "5s",
         "node-health-strategy": "migrate-on-red",
         "cluster-recheck-interval": "1min",
+        **({"stonith-timeout": f"{STONITH_TIMEOUT_S}s"} if fencing else {}),
     })  # fmt: skip
     for i, n in enumerate(NODES, 1):
         ET.SubElement(nodes, "node", id=str(i), uname=n)
@@ -1125,6 +1288,16 @@ def build_cib(config: LabConfig) -> str:
         _op(ops, "p_sw", "start", "0", "20s")
         _op(ops, "p_sw", "stop", "0", "10s")
     ET.SubElement(cons, "rsc_location", id="l_g_pbx_n1", rsc="g_pbx", node="n1", score="50")
+    if fencing:  # one device for the three nodes: the lab's power controller
+        st = ET.SubElement(rscs, "primitive", id="st_pdu", type="fence_swlab")
+        st.set("class", "stonith")
+        _nv(st, "instance_attributes", "st_pdu-ia", {
+            "ip": PDU_IP, "ipport": str(PDU_PORT), "secret_file": PDU_SECRET,
+            "power_timeout": str(FENCE_POWER_TIMEOUT_S),
+            "pcmk_host_list": " ".join(NODES), "pcmk_host_check": "static-list",
+        })  # fmt: skip
+        ops = ET.SubElement(st, "operations")
+        _op(ops, "st_pdu", "monitor", "10s", "15s")
     root.set("have-quorum", "1")
     return ET.tostring(root, encoding="unicode")
 
@@ -1284,7 +1457,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m testbed.lab", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("action", choices=("up", "down", "status"))
-    p.add_argument("--mode", choices=("sipwatch", "shim", "stock"), default="sipwatch")
+    p.add_argument("--mode", choices=("sipwatch", "shim", "stock", "fencing"),
+                   default="sipwatch")  # fmt: skip
     p.add_argument("--monitor-interval", type=float, default=1.0)
     args = p.parse_args(argv)
     if args.action == "down":
@@ -1305,6 +1479,19 @@ def main(argv: list[str] | None = None) -> int:
     cfg = LabConfig(mode=args.mode, monitor_interval_s=args.monitor_interval)
     lab = Lab(cfg)
     lab.up()
+    if cfg.mode == "fencing":  # the power controller lives in this process: stay with it
+        print(f"lab up in {lab.up_s:.1f} s; g_pbx on {lab.active()}; power controller on "
+              f"{PDU_IP}:{PDU_PORT}; Ctrl-C (or SIGTERM) tears the lab down")  # fmt: skip
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            lab.down()
+        return 0
     # The lab outlives this process: its inits were started in their own sessions.
     print(f"lab up in {lab.up_s:.1f} s; g_pbx on {lab.active()}; `lab down` removes it")
     return 0

@@ -40,6 +40,11 @@ def _mount(*args: str) -> None:
 def setup(node_dir: Path, hostname: str) -> None:
     for sub, target in BINDS.items():
         _mount("--bind", str(node_dir / sub), target)
+    if (node_dir / "fence").is_dir():  # mode fencing: fence_swlab among the node's /usr/sbin
+        # Pacemaker looks for fence agents in /usr/sbin only; a read-only overlay adds the
+        # lab's agent there inside this node's mount namespace, and nowhere else.
+        _mount("-t", "overlay", "overlay", "-o", f"lowerdir={node_dir / 'fence'}:/usr/sbin",
+               "/usr/sbin")  # fmt: skip
     _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run")
     _mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/dev/shm")
     for d in RUN_DIRS:

@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from tenacity import Retrying, retry_if_result, stop_after_attempt, stop_after_delay, wait_fixed
 
 from sipwatch.cluster.audit import ActionOutcome, AuditLog, AuditRecord
+from sipwatch.cluster.fencing import FencingState, read_state
 from sipwatch.cluster.pacemaker import (
     NOT_CONNECTED_RCS,
     Ban,
@@ -109,6 +110,7 @@ class ClusterStatus:
     standby: bool = False  # a transient standby of this node
     nodes: tuple[NodeView, ...] = ()
     failovers_used: int = 0
+    fencing: FencingState | None = None  # stonith-enabled and the fencing history
 
     @property
     def active_here(self) -> bool:
@@ -130,6 +132,8 @@ class ClusterStatus:
             "banned": self.banned,
             "standby": self.standby,
             "failovers_used": self.failovers_used,
+            "fencing": self.fencing.to_dict() if self.fencing is not None else None,
+            "fencing_summary": self.fencing.summary() if self.fencing is not None else "",
             "nodes": [
                 {
                     "name": n.name,
@@ -319,6 +323,7 @@ class PacemakerAgent:
             standby=is_true(snap.transient_attribute(self._node, "standby")),
             nodes=sim.current.nodes,
             failovers_used=self.state.used(self.rails, self._clock()),
+            fencing=read_state(snap.cluster_property, self.tools.fence_history),
         )
 
     # --- plans (subclasses) -------------------------------------------------------------------

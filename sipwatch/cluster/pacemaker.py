@@ -50,6 +50,7 @@ from tenacity import (
 )
 
 from sipwatch import subproc
+from sipwatch.cluster.fencing import FenceEvent, parse_fence_history
 from sipwatch.errors import ClusterError, StartError
 
 __all__ = [
@@ -632,6 +633,16 @@ class PacemakerTools:
         return self._crm_attribute_query(
             ["--node", node, "--name", name, "--lifetime", "reboot"], cib_file=cib_file
         )
+
+    def fence_history(self) -> tuple[FenceEvent, ...] | None:
+        """Pacemaker's fencing history, newest first (`crm_mon --fence-history=3`: failed
+        and pending fences too; `stonith_admin --history '*'` was seen here to leave failed
+        ones out); None with a CIB file: the history lives in the fencer of a running
+        cluster, not the CIB."""
+        if self.cib_file is not None:
+            return None
+        result = _require(self.run("crm_mon", ["-1", "--fence-history=3", "--output-as=xml"]))
+        return parse_fence_history(result.stdout)
 
     def cluster_option(self, name: str) -> str | None:
         """A cluster property (crm_config), None when unset (Pacemaker's default applies)."""

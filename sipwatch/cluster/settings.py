@@ -59,6 +59,10 @@ class ClusterSettings(BaseModel):
     audit_size: int = Field(500, ge=1, le=100_000)
     release_vip_without_quorum: bool = False
     quorum_tool: str = Field("corosync-quorumtool", min_length=1)
+    # How often the fencing watch (cluster/fencing.py) reads stonith-enabled and the fencing
+    # history, for /status and the audit log; 0: never. It runs only where sipwatch works
+    # with the cluster (an agent other than "none", or the quorum guard on).
+    fencing_watch_s: float = Field(5.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _total_covers_one_attempt(self) -> ClusterSettings:

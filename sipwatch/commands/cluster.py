@@ -157,5 +157,6 @@ def _status_text(d: dict[str, Any]) -> str:
         f"{d['resource']} on {', '.join(d['running_on']) or 'nowhere'}; "
         f"health {d['health'] or 'unset'}; banned {d['banned']}; standby {d['standby']}; "
         f"frozen {d['frozen'] or 'no'}; failovers this hour {d['failovers_used']}\n"
-        f"nodes: {nodes}"
+        f"nodes: {nodes}\n"
+        f"{d['fencing_summary']}"
     )

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sipwatch.agent_check import AgentCheckServer
     from sipwatch.cluster.agents import ClusterAgent
     from sipwatch.cluster.audit import AuditRecord
+    from sipwatch.cluster.fencing import FencingWatch
     from sipwatch.cluster.quorum import QuorumGuard
     from sipwatch.config import Settings
     from sipwatch.daemon import Daemon
@@ -138,7 +139,40 @@ def _make_daemon(
     guard = _make_quorum_guard(settings, daemon)
     if guard is not None:
         daemon.side_tasks.append(SideTask("quorum-guard", guard.run))
+    watch = _make_fencing_watch(settings, daemon)
+    if watch is not None:
+        daemon.side_tasks.append(SideTask("fencing-watch", watch.run))
+        daemon.status_sections["fencing"] = watch.status
     return daemon
+
+
+def _make_fencing_watch(settings: Settings, daemon: Daemon) -> FencingWatch | None:
+    """The fencing watch (cluster/fencing.py) where sipwatch works with the cluster: what
+    /status says of fencing, and an audit record for each fence seen (a failed one says why
+    Pacemaker recovers nothing). It reads; it never acts."""
+    c = settings.cluster
+    if c.fencing_watch_s <= 0 or (c.agent == "none" and not c.release_vip_without_quorum):
+        return None
+    from sipwatch.cluster.audit import AuditLog
+    from sipwatch.cluster.fencing import FencingWatch, read_state
+    from sipwatch.cluster.pacemaker import PacemakerTools, ToolPolicy
+
+    tools = PacemakerTools(
+        cib_file=c.cib_file,
+        policy=ToolPolicy(timeout_s=c.tool_timeout_s, attempts=1, total_s=c.tool_timeout_s),
+    )
+    if daemon.agent is not None:
+        node, resource, audit = daemon.agent.node, daemon.agent.resource, daemon.agent.audit
+    else:
+        node = c.node or socket.gethostname()
+        resource, audit = c.resource, AuditLog(c.audit_size, c.audit_log)
+    return FencingWatch(
+        read=lambda: read_state(tools.cluster_option, tools.fence_history),
+        audit=audit,
+        node=node,
+        resource=resource,
+        interval_s=c.fencing_watch_s,
+    )
 
 
 class _VerdictFileObserver:

@@ -13,7 +13,7 @@ from testbed.process import TestbedError
 
 PRIMITIVES = ("signal_pbx", "set_fault", "clear_faults", "power_off", "power_on", "link",
               "kill_sipwatch", "start_sipwatch", "_udp_sip", "hang_crm_tools",
-              "unhang_crm_tools", "kamcmd")  # fmt: skip
+              "unhang_crm_tools", "kamcmd", "pbx_stop_fault")  # fmt: skip
 
 # fault -> (inject's calls, heal's calls), on node "n1": what the if-chains did
 EXPECTED: dict[str, tuple[list[Any], list[Any]]] = {
@@ -35,6 +35,14 @@ EXPECTED: dict[str, tuple[list[Any], list[Any]]] = {
     "udp_dead": ([("_udp_sip", ("n1", "-A"), {})], [("_udp_sip", ("n1", "-D"), {})]),
     "crm_hang": ([("hang_crm_tools", ("n1",), {})], [("unhang_crm_tools", ("n1",), {})]),
     "ws_dead": ([("kamcmd", ("n1", "ws.disable"), {})], [("kamcmd", ("n1", "ws.enable"), {})]),
+    "stop_fails": (
+        [("pbx_stop_fault", ("n1", "fail"), {})],
+        [("pbx_stop_fault", ("n1", None), {})],
+    ),
+    "stop_hangs": (
+        [("pbx_stop_fault", ("n1", "hang"), {})],
+        [("pbx_stop_fault", ("n1", None), {})],
+    ),
 }
 
 

@@ -86,25 +86,7 @@ def nodes(tmp_path: Path) -> Iterator[tuple[KamailioPeer, KamailioPeer]]:
 
 def test_a_call_through_node_a_is_known_to_node_b(tmp_path: Path, nodes) -> None:
     a, b = nodes
-    sipp = require_tool("sipp")
-    uas_port = free_port("udp")
-    uas_xml = tmp_path / "uas.xml"
-    uas_xml.write_text(resources.files("testbed").joinpath("sipp_uas_call.xml").read_text())
-    uas = subprocess.Popen(
-        [sipp, "-sf", str(uas_xml), "-i", "127.0.0.1", "-p", str(uas_port), "-m", "1",
-         "-nostdin", "-timeout", "30s", "-timeout_error"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        cwd=tmp_path, start_new_session=True,
-    )  # fmt: skip
-    scenario = tmp_path / "uac.xml"
-    scenario.write_text(resources.files("testbed").joinpath("sipp_uac_call.xml").read_text())
-    uac = subprocess.Popen(
-        [sipp, f"127.0.0.1:{uas_port}", "-sf", str(scenario), "-s", "ivr",
-         "-rsa", f"127.0.0.2:{a.udp_port}", "-i", "127.0.0.1", "-p", str(free_port("udp")),
-         "-m", "1", "-d", str(CALL_MS), "-nostdin", "-timeout", "30s", "-timeout_error"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        cwd=tmp_path, start_new_session=True,
-    )  # fmt: skip
+    uas, uac = _sipp_call(tmp_path, f"127.0.0.2:{a.udp_port}", CALL_MS)
     try:
         on_a = _wait(lambda: _confirmed(a), CALL_MS / 1000)
         assert isinstance(on_a, list) and len(on_a) == 1

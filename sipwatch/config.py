@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from sipwatch.catalog import find_config
@@ -167,28 +167,39 @@ def _describe(exc: ValidationError, source: str) -> str:
 def load_settings(path: Path | str | None = None) -> Settings:
     """Load settings from `path` (TOML file, or the name of a shipped probe set) with
     environment overrides. Raises ConfigError."""
+    return load_config(path)[0]
+
+
+def load_config(path: Path | str | None = None) -> tuple[Settings, str]:
+    """load_settings(), and the sha256 of the very bytes the settings came from ("" without
+    a file). The file is read once: an operator's editor or a deploy writing it while a
+    reload reads it cannot give settings of one version and the digest of another (which
+    `sipwatch check` compares), nor a second read that fails where the first passed."""
+    import hashlib
+
     source = "environment and defaults"
-    toml_path: Path | None = None
+    data: dict[str, Any] | None = None
+    digest = ""
     if path is not None:
         toml_path = find_config(path)
         source = str(toml_path)
         try:
-            with toml_path.open("rb") as fh:
-                tomllib.load(fh)  # parse once here to give a clear error with line/column
+            raw = toml_path.read_bytes()
         except FileNotFoundError:
             raise ConfigError(f"config file {toml_path} does not exist") from None
         except OSError as exc:
             raise ConfigError(f"cannot read config file {toml_path}: {exc.strerror}") from None
+        digest = hashlib.sha256(raw).hexdigest()
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))  # a clear error with line/column
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {toml_path} is not UTF-8 (TOML is): {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {toml_path} is not valid TOML: {exc}") from None
-        except UnicodeDecodeError as exc:  # tomllib.load decodes the bytes itself
-            raise ConfigError(f"config file {toml_path} is not UTF-8 (TOML is): {exc}") from None
         except RecursionError:  # tomllib reads nested arrays and inline tables recursively
             raise ConfigError(f"config file {toml_path}: values nested too deeply") from None
 
     class _Loaded(Settings):
-        model_config = SettingsConfigDict(toml_file=toml_path)
-
         @classmethod
         def settings_customise_sources(
             cls,
@@ -199,11 +210,12 @@ def load_settings(path: Path | str | None = None) -> Settings:
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-            if toml_path is not None:
-                sources.append(TomlConfigSettingsSource(settings_cls))
+            if data is not None:
+                # What TomlConfigSettingsSource does with the file, from the one read above.
+                sources.append(InitSettingsSource(settings_cls, init_kwargs=data))
             return tuple(sources)
 
     try:
-        return _Loaded()
+        return _Loaded(), digest
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None

@@ -60,19 +60,13 @@ def run(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> tuple[Settings, Policy, dict[str, str]]:
     """Settings, policy, and what /status reports about the config (its path and sha256,
     which `sipwatch check` compares before trusting this daemon's verdict)."""
-    import hashlib
-
     from sipwatch.catalog import find_config
-    from sipwatch.config import load_settings
+    from sipwatch.config import load_config
     from sipwatch.errors import ConfigError
     from sipwatch.policy import load_policy
 
-    settings = load_settings(args.config)
+    settings, digest = load_config(args.config)  # one read: the digest is of what runs
     path = find_config(args.config)
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     if args.http:
         from sipwatch.numbers import ascii_int
 

@@ -206,3 +206,37 @@ def test_call_probe_keys_are_checked(tmp_path, line, why):
     )
     with pytest.raises(ConfigError, match=why):
         load_settings(path)
+
+
+def test_a_config_rewritten_while_it_loads_is_read_once(tmp_path, monkeypatch):
+    """A reload reads the file while a deploy or an editor writes it: the settings and the
+    digest (`sipwatch check` trusts a daemon whose digest is its file's) come from one read.
+    Here the file turns into bad TOML right after its first open: reading it a second time
+    (as pydantic's TOML source did) raised TOMLDecodeError out of the daemon's reload."""
+    import builtins
+    import hashlib
+    import io
+
+    from sipwatch.config import load_config
+
+    cfg = tmp_path / "sipwatch.toml"
+    good = b'[[probes]]\nname = "pbx"\nkind = "sip_options"\nuri = "sip:127.0.0.1:5060"\n'
+    cfg.write_bytes(good)
+    real_open = io.open
+    opens = []
+
+    def racing_open(file, *args, **kwargs):
+        if str(file) == str(cfg):
+            opens.append(1)
+            if len(opens) == 2:  # the writer got in between two reads
+                with real_open(cfg, "wb") as fh:
+                    fh.write(b"[daemon\n")
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", racing_open)
+    monkeypatch.setattr(builtins, "open", racing_open)
+    settings, digest = load_config(cfg)
+    monkeypatch.undo()
+    assert [p.name for p in settings.probes] == ["pbx"]
+    assert digest == hashlib.sha256(good).hexdigest()
+    assert len(opens) == 1

@@ -67,6 +67,10 @@ def _load(args: argparse.Namespace) -> tuple[Settings, Policy, dict[str, str]]:
 
     settings, digest = load_config(args.config)  # one read: the digest is of what runs
     path = find_config(args.config)
+    if not settings.probes:
+        # A daemon with nothing to judge would say green (and ready) for ever: an empty or
+        # half-written file (a reload read it mid-write) is refused like any bad config.
+        raise ConfigError(f"{path}: no probes configured: nothing to watch")
     if args.http:
         from sipwatch.numbers import ascii_int
 

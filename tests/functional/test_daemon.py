@@ -154,6 +154,27 @@ def test_sighup_reload_rejects_bad_config_and_takes_good(daemon, kam):
     assert status["probes"]["pbx-udp"]["runs"] > 1  # history carried over the reload
 
 
+def test_a_config_with_no_probes_is_refused_at_start_and_at_reload(daemon, tmp_path):
+    """An empty or half-written file has no probes: a daemon of it would judge nothing and
+    say green and ready for ever. At start it exits 6; at a reload the old config stays."""
+    proc, port, cfg, log = daemon
+    wait_for(lambda: get(port, "/readyz")[0] == 200)
+    cfg.write_text("")  # a reload that reads the file in the middle of its rewrite
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: b"reload_rejected" in log.read_bytes())
+    assert b"no probes configured" in log.read_bytes()
+    assert list(json.loads(get(port, "/status")[1])["probes"]) == ["pbx-udp"]
+    assert proc.poll() is None
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("[daemon]\nhttp_port = 0\n")
+    done = subprocess.run(
+        [SIPWATCH, "run", "--config", str(empty)], capture_output=True, text=True, timeout=20
+    )
+    assert done.returncode == 6, done.stdout + done.stderr
+    assert "no probes configured" in done.stdout + done.stderr
+
+
 def test_sigterm_exits_zero_within_bound(daemon):
     proc, port, _, log = daemon
     wait_for(lambda: get(port, "/readyz")[0] == 200)

@@ -79,6 +79,12 @@ class DaemonSettings(BaseModel):
     history: int = Field(50, ge=1, le=10000)
     failure_history: int = Field(200, ge=1, le=10000)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=120)
+    keep_connections: bool = Field(
+        False,
+        description="keep each target's TCP/TLS/WS connection open between probe runs: "
+        "cheaper, but a run over a kept connection does not see what a client that connects "
+        "now sees (a WebSocket upgrade refused, a certificate or TLS setup broken)",
+    )
     reassert_s: float = Field(
         30.0, ge=1, le=3600, description="hand the current verdict over again this often"
     )

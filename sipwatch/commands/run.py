@@ -111,8 +111,10 @@ def _make_daemon(
 
     daemon = Daemon(
         list(settings.probes),
-        # Stream connections stay open between runs (closed at exit: see _main).
-        dataclasses.replace(settings.context(), keep_connections=True),
+        # daemon.keep_connections: stream connections stay open between runs (closed at
+        # exit: see _main). Off by default: the lab's ws_dead fault (new WebSocket upgrades
+        # refused) went unseen over a kept connection.
+        dataclasses.replace(settings.context(), keep_connections=settings.daemon.keep_connections),
         policy,
         agent=_make_agent(settings),
         options=options,

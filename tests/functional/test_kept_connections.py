@@ -76,3 +76,42 @@ def test_one_shot_runs_keep_nothing(kam):
         assert _established_to(kam.port("tcp")) == []
 
     asyncio.run(once())
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["kept", "daemon-default"])
+def test_websocket_upgrades_refused_are_seen_only_without_a_kept_connection(tmp_path, keep):
+    """The trade-off of daemon.keep_connections, and why it is off by default: Kamailio
+    refusing every new WebSocket upgrade (`kamcmd ws.disable`, the lab's fault ws_dead)
+    leaves an open connection working. Over a kept connection the probe says ok while every
+    WebRTC client that connects now gets 503; with the default (a connection per run) it
+    reports the 503 at once."""
+    from sipwatch.config import load_config
+
+    kam = start_kamailio(tmp_path / "kam", tls=False, ws=True)
+    try:
+        cfg = tmp_path / "sipwatch.toml"
+        cfg.write_text(
+            f"[daemon]\nkeep_connections = {'true' if keep else 'false'}\n"
+            f'[[probes]]\nname = "pbx-ws"\nkind = "sip_options"\n'
+            f'uri = "{kam.uri("ws", user="ping")}"\ntimeout_s = 2.0\n'
+        )
+        settings, _ = load_config(cfg)
+        # as sipwatch run builds the probes' context from the config
+        ctx = ProbeContext(keep_connections=settings.daemon.keep_connections)
+        (spec,) = settings.probes
+
+        async def runs() -> tuple[str, str]:
+            first = await run_probe(spec, ctx)
+            assert str(first.outcome) == "ok", first
+            await asyncio.to_thread(kam.kamcmd, "ws.disable")
+            after = await run_probe(spec, ctx)
+            ctx.memory.close()
+            return str(after.outcome), after.detail
+
+        outcome, detail = asyncio.run(runs())
+        if keep:
+            assert outcome == "ok"  # the blind spot of a kept connection
+        else:
+            assert outcome == "bad_status" and "503" in detail, detail
+    finally:
+        kam.stop()

@@ -39,7 +39,8 @@ from pathlib import Path
 
 import _repo_root  # noqa: F401  (first: the repo root on sys.path, for testbed)
 
-from testbed.lab import LabConfig, lab_up
+from testbed.lab import Lab, LabConfig, lab_up
+from testbed.process import TestbedError
 
 SETUPS = {
     "sipwatch": LabConfig(mode="sipwatch", monitor_interval_s=1.0, stop_timeout_s=10.0),
@@ -73,6 +74,20 @@ SETTLE_S = {
 SLOW = ("hang", "drop")  # a minute each for the stock agent
 
 
+def placement_before(lab: Lab) -> dict[str, object]:
+    """Where the cluster's DC and the fence device are just before a fault: a lost DC means
+    an election first, which is one suspect for a slow failover."""
+    try:
+        root = lab.crm_mon()
+    except TestbedError as exc:
+        return {"dc": None, "st_pdu": [], "error": str(exc)}
+    dc = root.find("summary/current_dc")
+    return {
+        "dc": dc.get("name") if dc is not None else None,
+        "st_pdu": lab.placement("st_pdu") if lab.config.mode == "fencing" else [],
+    }
+
+
 def run_setup(
     name: str, faults: list[str], n: int, n_slow: int, timeout_s: float, rng: random.Random
 ) -> dict[str, object]:
@@ -81,13 +96,16 @@ def run_setup(
         out: dict[str, object] = {"bring_up_s": round(lab.up_s, 2)}
         for fault in faults:
             times: list[float] = []
+            trials: list[dict[str, object]] = []
             overlaps = 0
             reps = n_slow if fault in SLOW and config.mode == "stock" else n
             for i in range(reps):
                 lab.reset(timeout_s=90)
                 time.sleep(SETTLE_S.get(name, 0.0) + rng.uniform(0, config.monitor_interval_s))
+                where = placement_before(lab)
                 f = lab.measure_failover(fault, timeout_s=timeout_s)
                 times.append(f.seconds)
+                trials.append({"seconds": round(f.seconds, 3), "old": f.old, "new": f.new, **where})
                 overlaps += f.max_holders > 1
                 print(f"{name:10} {fault:6} #{i + 1}: {f.old}->{f.new} {f.seconds:6.2f} s "
                       f"(VIP holders {f.holders})", flush=True)  # fmt: skip
@@ -98,6 +116,7 @@ def run_setup(
                 "p95": round(pct(times, 0.95), 3),
                 "max": round(max(times), 3),
                 "vip_on_two_nodes": overlaps,
+                "trials": trials,
             }
     return out
 

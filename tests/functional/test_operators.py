@@ -20,21 +20,11 @@ import test_daemon
 from test_daemon import SIPWATCH, running
 
 from testbed import free_port
-from testbed.pacemaker import FileCluster
 
-pytestmark = pytest.mark.peers
+#: CIB_file never names a live cluster (tests/functional/conftest.py: never_live).
+pytestmark = [pytest.mark.peers, pytest.mark.usefixtures("never_live")]
 HEALTH = "#health-sipwatch"
 wait_for = partial(test_daemon.wait_for, timeout_s=15.0, step=0.05)
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> FileCluster:
-    return FileCluster.build(tmp_path_factory.mktemp("cib") / "template.xml")
-
-
-@pytest.fixture(autouse=True)
-def _never_live(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CIB_file", str(tmp_path / "no-such-cib.xml"))
 
 
 def config(tmp_path: Path, kam, cib: Path, node: str, name: str) -> Path:

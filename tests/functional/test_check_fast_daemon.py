@@ -12,12 +12,11 @@ import socket
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import test_daemon
 from test_daemon import SIPWATCH, running, wait_for
 
 from testbed import free_port
@@ -35,11 +34,9 @@ role = "critical"
 
 
 def get(port: int, path: str) -> tuple[int, str]:
+    """test_daemon.get, and (0, "") while nothing answers yet."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        return test_daemon.get(port, path)
     except OSError:
         return 0, ""
 

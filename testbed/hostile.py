@@ -21,13 +21,14 @@ Loopback only; `stop()` is bounded and idempotent.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import select
 import socket
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from testbed.threaded_peer import ThreadedPeer
 
 __all__ = ["HostilePeer", "start_hostile"]
 
@@ -89,9 +90,10 @@ def answer(
 
 
 @dataclass
-class HostilePeer:
+class HostilePeer(ThreadedPeer):
     """A running hostile UAS. `uri` targets it; `requests` counts what it was sent."""
 
+    _what: ClassVar[str] = "hostile peer"
     transport: str
     status: str = "200 OK"
     extra: Sequence[str] = ()
@@ -99,10 +101,7 @@ class HostilePeer:
     contact_expires: bool = True
     port: int = 0
     requests: int = 0
-    error: BaseException | None = None  # what stopped the serving thread, if anything did
     _sock: socket.socket | None = field(default=None, repr=False)
-    _wake: tuple[socket.socket, socket.socket] | None = field(default=None, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def uri(self) -> str:
@@ -128,36 +127,19 @@ class HostilePeer:
         if self.transport != "udp":
             sock.listen(8)
         self._sock, self.port = sock, sock.getsockname()[1]
-        self._wake = socket.socketpair()
-        self._thread = threading.Thread(target=self._serve, name="hostile-sip", daemon=True)
-        self._thread.start()
+        self._start_thread("hostile-sip")
         return self
 
-    def stop(self) -> None:
-        if self._wake is not None:
-            with contextlib.suppress(OSError):
-                self._wake[1].send(b"x")
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            if self._thread.is_alive():
-                raise RuntimeError("hostile peer thread did not stop within 5 s")
-            self._thread = None
-        for sock in (self._sock, *(self._wake or ())):
-            if sock is not None:
-                sock.close()
-        self._sock = self._wake = None
-        failed, self.error = self.error, None
-        if failed is not None:
-            raise RuntimeError(f"the hostile peer's thread failed: {failed!r}")
+    def _close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
 
     def _serve(self) -> None:
-        try:
-            if self.transport == "udp":
-                self._serve_udp()
-            else:
-                self._serve_tcp()
-        except BaseException as exc:  # reported by stop(): a dead peer must fail the test
-            self.error = exc
+        if self.transport == "udp":
+            self._serve_udp()
+        else:
+            self._serve_tcp()
 
     def _serve_udp(self) -> None:
         assert self._sock is not None and self._wake is not None

@@ -18,7 +18,6 @@ Must not know: sipwatch.sip (the independent side of the test, like `rawsip`). L
 
 from __future__ import annotations
 
-import contextlib
 import re
 import select
 import socket
@@ -26,6 +25,9 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from testbed.threaded_peer import ThreadedPeer
 
 __all__ = ["BEHAVIOURS", "HostileUas", "start_hostile_uas"]
 
@@ -58,17 +60,15 @@ def _first(headers: list[tuple[str, str]], *names: str) -> str:
 
 
 @dataclass
-class HostileUas:
+class HostileUas(ThreadedPeer):
+    _what: ClassVar[str] = "hostile UAS"
     behaviour: str
     port: int = 0
     received: list[Received] = field(default_factory=list)
     rtp_sent: int = 0  # by the second socket (rtp_elsewhere)
-    error: BaseException | None = None
     _sock: socket.socket | None = field(default=None, repr=False)
     _media: socket.socket | None = field(default=None, repr=False)  # the SDP's, silent
     _other: socket.socket | None = field(default=None, repr=False)  # sends RTP, unannounced
-    _wake: tuple[socket.socket, socket.socket] | None = field(default=None, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
     _rtp_to: tuple[str, int] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -94,9 +94,7 @@ class HostileUas:
         self._sock = self._udp()
         self.port = self._sock.getsockname()[1]
         self._media, self._other = self._udp(), self._udp()
-        self._wake = socket.socketpair()
-        self._thread = threading.Thread(target=self._serve, name="hostile-uas", daemon=True)
-        self._thread.start()
+        self._start_thread("hostile-uas")
         return self
 
     @staticmethod
@@ -105,46 +103,26 @@ class HostileUas:
         sock.bind((_HOST, 0))
         return sock
 
-    def stop(self) -> None:
-        if self._wake is not None:
-            with contextlib.suppress(OSError):
-                self._wake[1].send(b"x")
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            if self._thread.is_alive():
-                raise RuntimeError("hostile UAS thread did not stop within 5 s")
-            self._thread = None
-        for sock in (self._sock, self._media, self._other, *(self._wake or ())):
+    def _close(self) -> None:
+        for sock in (self._sock, self._media, self._other):
             if sock is not None:
                 sock.close()
-        self._sock = self._media = self._other = self._wake = None
-        failed, self.error = self.error, None
-        if failed is not None:
-            raise RuntimeError(f"the hostile UAS's thread failed: {failed!r}")
-
-    def __enter__(self) -> HostileUas:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self._sock = self._media = self._other = None
 
     # -- the thread ---------------------------------------------------------------------------
     def _serve(self) -> None:
-        try:
-            assert self._sock is not None and self._wake is not None
-            while True:
-                timeout = _RTP_EVERY_S if self._rtp_to is not None else None
-                ready = select.select([self._sock, self._wake[0]], [], [], timeout)[0]
-                if self._wake[0] in ready:
-                    return
-                if self._sock in ready:
-                    data, source = self._sock.recvfrom(_MAX)
-                    if data.strip(b"\r\n"):
-                        self._request(data, source)
-                if self._rtp_to is not None:
-                    self._send_rtp()
-        except BaseException as exc:  # reported by stop(): a dead peer must fail the test
-            self.error = exc
+        assert self._sock is not None and self._wake is not None
+        while True:
+            timeout = _RTP_EVERY_S if self._rtp_to is not None else None
+            ready = select.select([self._sock, self._wake[0]], [], [], timeout)[0]
+            if self._wake[0] in ready:
+                return
+            if self._sock in ready:
+                data, source = self._sock.recvfrom(_MAX)
+                if data.strip(b"\r\n"):
+                    self._request(data, source)
+            if self._rtp_to is not None:
+                self._send_rtp()
 
     def _send_rtp(self) -> None:
         assert self._other is not None and self._rtp_to is not None

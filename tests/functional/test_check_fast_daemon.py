@@ -12,18 +12,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import test_daemon
+from test_daemon import SIPWATCH, running, wait_for
 
 from testbed import free_port
 
 pytestmark = pytest.mark.peers
-SIPWATCH = str(Path(sys.executable).parent / "sipwatch")
 
 POLICY = """
 startup_grace_s = 0.0
@@ -36,22 +34,11 @@ role = "critical"
 
 
 def get(port: int, path: str) -> tuple[int, str]:
+    """test_daemon.get, and (0, "") while nothing answers yet."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        return test_daemon.get(port, path)
     except OSError:
         return 0, ""
-
-
-def wait_for(pred, timeout_s: float = 10.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 @pytest.fixture
@@ -69,20 +56,9 @@ def daemon(kam, tmp_path) -> Iterator[tuple[int, Path]]:
         f'[[probes]]\nname = "down"\nkind = "sip_options"\nuri = "sip:127.0.0.1:{closed}"\n'
         "interval_s = 60.0\ntimeout_s = 1.0\n"
     )
-    with (tmp_path / "daemon.log").open("wb") as out:
-        proc = subprocess.Popen(
-            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
+    with running(cfg, tmp_path / "daemon.log"):
         wait_for(lambda: get(port, "/check")[0] == 200)
         yield port, cfg
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def check(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -35,6 +35,8 @@ from sipwatch.cluster import (
 from sipwatch.model import Verdict
 from testbed.pacemaker import FileCluster
 
+#: CIB_file never names a live cluster (tests/functional/conftest.py: never_live).
+pytestmark = pytest.mark.usefixtures("never_live")
 HEALTH = "#health-sipwatch"
 
 
@@ -44,22 +46,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> FileCluster:
-    return FileCluster.build(tmp_path_factory.mktemp("cib") / "template.xml")
-
-
-@pytest.fixture(autouse=True)
-def _never_live(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # Belt and braces: a PacemakerTools built without cib_file still gets a file, not a cluster.
-    monkeypatch.setenv("CIB_file", str(tmp_path / "no-such-cib.xml"))
-
-
-@pytest.fixture
-def cluster(template: FileCluster, tmp_path: Path) -> FileCluster:
-    return template.copy(tmp_path / "cib.xml")
 
 
 @pytest.fixture

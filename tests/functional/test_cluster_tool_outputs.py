@@ -21,6 +21,8 @@ from sipwatch.cluster import PacemakerTools, ToolPolicy
 from sipwatch.errors import ClusterError
 from testbed.pacemaker import FileCluster
 
+#: CIB_file never names a live cluster (tests/functional/conftest.py: never_live).
+pytestmark = pytest.mark.usefixtures("never_live")
 HEALTH = "#health-sipwatch"
 FAST = ToolPolicy(timeout_s=0.5, attempts=2, total_s=1.5, backoff_s=0.05)
 #: Pacemaker's exit codes (crm_exit_t, `crm_error --list --exit`) a tool may end with,
@@ -48,16 +50,6 @@ BEHAVIOURS = {
     "huge-xml": f"printf '<cib>'; head -c {HUGE} /dev/zero | tr '\\0' ' '; printf '</cib>'",
     "hang": "sleep 30",
 }
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> FileCluster:
-    return FileCluster.build(tmp_path_factory.mktemp("cib") / "template.xml")
-
-
-@pytest.fixture(autouse=True)
-def _never_live(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CIB_file", str(tmp_path / "no-such-cib.xml"))
 
 
 def tools_with(template: FileCluster, tmp_path: Path, tool: str, body: str) -> PacemakerTools:

@@ -28,23 +28,10 @@ from sipwatch.cluster import (
 from sipwatch.model import Verdict
 from testbed.pacemaker import FileCluster
 
+#: CIB_file never names a live cluster (tests/functional/conftest.py: never_live).
+pytestmark = pytest.mark.usefixtures("never_live")
 HEALTH = "#health-sipwatch"
 FAST = ToolPolicy(timeout_s=0.5, attempts=2, total_s=1.5, backoff_s=0.05)
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> FileCluster:
-    return FileCluster.build(tmp_path_factory.mktemp("cib") / "template.xml")
-
-
-@pytest.fixture(autouse=True)
-def _never_live(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CIB_file", str(tmp_path / "no-such-cib.xml"))
-
-
-@pytest.fixture
-def cluster(template: FileCluster, tmp_path: Path) -> FileCluster:
-    return template.copy(tmp_path / "cib.xml")
 
 
 @pytest.fixture

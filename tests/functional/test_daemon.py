@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -64,12 +64,23 @@ def wait_for(pred, timeout_s: float = 10.0, step: float = 0.1):
 
 
 @contextlib.contextmanager
-def running(cfg: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`sipwatch run --config CFG`, its output in LOG; stopped (SIGTERM, then SIGKILL) at the
-    end of the block, by PID."""
+def running(
+    cfg: Path,
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], object] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`sipwatch run --config CFG` (in `env`, `preexec_fn` run in the child first), its output
+    in LOG; stopped (SIGTERM, then SIGKILL) at the end of the block, by PID, unless it has
+    already exited. The one way the functional tests start a daemon."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
+            [SIPWATCH, "run", "--config", str(cfg)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=preexec_fn,
         )
     try:
         yield proc
@@ -90,17 +101,9 @@ def daemon(kam, tmp_path):
     port = free_port("tcp")
     cfg.write_text(config(kam.uri("udp", user="ping"), port))
     log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
+    with running(cfg, log) as proc:
         wait_for(lambda: _listening(port))
         yield proc, port, cfg, log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
 
 
 def _listening(port: int) -> bool:
@@ -271,11 +274,7 @@ def test_pbx_exit_is_seen_at_once_not_at_the_next_interval(tmp_path):
             "interval_s = 30.0\ntimeout_s = 2.0\n"
         )
         log = tmp_path / "daemon.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
-            )
-        try:
+        with running(cfg, log):
 
             def pbx_probe() -> dict:
                 if not _listening(port):
@@ -291,9 +290,6 @@ def test_pbx_exit_is_seen_at_once_not_at_the_next_interval(tmp_path):
             assert time.monotonic() - killed < 5 < 30  # the interval would have been 30 s
             assert pbx_probe()["last"]["outcome"] == "down"
             assert f"reprobe_all reason=pbx pid {pbx.pid} exited" in log.read_text()
-        finally:
-            proc.kill()
-            proc.wait(5)
     finally:
         if pbx.poll() is None:
             pbx.kill()
@@ -314,24 +310,18 @@ def test_actions_are_counted_in_metrics(kam, tmp_path):
         + f'[cluster]\nagent = "health_attribute"\ndry_run = true\nnode = "n1"\n'
         f'cib_file = "{cluster.path}"\n'
     )
-    log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        wait_for(lambda: _listening(port))
-        kam.set_fault("OPTIONS", code=500)  # green -> red: a "would" publish_health
+    with running(cfg, tmp_path / "daemon.log"):
+        try:
+            wait_for(lambda: _listening(port))
+            kam.set_fault("OPTIONS", code=500)  # green -> red: a "would" publish_health
 
-        def counted() -> bool:
-            text = get(port, "/metrics")[1]
-            return 'sipwatch_actions_total{action="publish_health",result="would"}' in text
+            def counted() -> bool:
+                text = get(port, "/metrics")[1]
+                return 'sipwatch_actions_total{action="publish_health",result="would"}' in text
 
-        wait_for(counted, timeout_s=15)
-    finally:
-        kam.clear_faults()
-        proc.terminate()
-        proc.wait(10)
+            wait_for(counted, timeout_s=15)
+        finally:
+            kam.clear_faults()
 
 
 def test_metrics_count_the_event_loop_tasks(kam, tmp_path):

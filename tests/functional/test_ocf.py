@@ -55,16 +55,6 @@ def agent() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> FileCluster:
-    return FileCluster.build(tmp_path_factory.mktemp("cib") / "template.xml")
-
-
-@pytest.fixture
-def cluster(template: FileCluster, tmp_path: Path) -> FileCluster:
-    return template.copy(tmp_path / "cib.xml")
-
-
 class FakeSipwatch:
     """A `sipwatch` that logs its arguments and exits as told (`rc`), or hangs."""
 

@@ -10,40 +10,21 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
+import test_daemon
+from test_daemon import SIPWATCH, running
 
 from testbed import free_port
-from testbed.pacemaker import FileCluster
 
-pytestmark = pytest.mark.peers
-SIPWATCH = str(Path(sys.executable).parent / "sipwatch")
+#: CIB_file never names a live cluster (tests/functional/conftest.py: never_live).
+pytestmark = [pytest.mark.peers, pytest.mark.usefixtures("never_live")]
 HEALTH = "#health-sipwatch"
-
-
-def wait_for(pred: Callable[[], object], timeout_s: float = 15.0) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout_s} s")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> FileCluster:
-    return FileCluster.build(tmp_path_factory.mktemp("cib") / "template.xml")
-
-
-@pytest.fixture(autouse=True)
-def _never_live(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CIB_file", str(tmp_path / "no-such-cib.xml"))
+wait_for = partial(test_daemon.wait_for, timeout_s=15.0, step=0.05)
 
 
 def config(tmp_path: Path, kam, cib: Path, node: str, name: str) -> Path:
@@ -61,16 +42,8 @@ def config(tmp_path: Path, kam, cib: Path, node: str, name: str) -> Path:
 @contextlib.contextmanager
 def daemon(cfg: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     log = cfg.with_suffix(".log")
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [SIPWATCH, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
+    with running(cfg, log) as proc:
         yield proc, log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
 
 
 def port_of(cfg: Path) -> int:

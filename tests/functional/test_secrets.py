@@ -21,21 +21,21 @@ import resource
 import selectors
 import socket
 import subprocess
-import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import bcrypt
 import pytest
+import test_daemon
+from test_daemon import SIPWATCH, running
 
 from testbed import free_port
 from testbed.pacemaker import FileCluster
 
 pytestmark = pytest.mark.peers
-SIPWATCH = str(Path(sys.executable).parent / "sipwatch")
 #: The `monitor` user's password in the session Kamailio (tests/conftest.py USERS); a real
 #: REGISTER below proves it is the right one.
 PASSWORD = "monitor-secret-1"
@@ -53,14 +53,8 @@ role = "minor"
 """
 
 
-def wait_for(pred: Callable[[], object], timeout_s: float = 15.0, step: float = 0.05) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout_s} s")
+#: Polled often: the hooks the daemon runs are short-lived, `sample()` must catch them.
+wait_for = partial(test_daemon.wait_for, timeout_s=15.0, step=0.05)
 
 
 class Relay:
@@ -212,15 +206,7 @@ def test_no_secret_reaches_anything_readable(kam, relay: Relay, tmp_path: Path) 
     env = {**os.environ, ENV_VAR: PASSWORD}
     seen: dict[str, str] = {}  # source -> what it gave
     log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        daemon = subprocess.Popen(
-            [SIPWATCH, "run", "--config", str(cfg)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=cores_allowed,
-        )
-    try:
+    with running(cfg, log, env=env, preexec_fn=cores_allowed) as daemon:
         status: dict[str, dict[str, dict[str, object]]] = {}
 
         def registered() -> bool:
@@ -307,10 +293,6 @@ def test_no_secret_reaches_anything_readable(kam, relay: Relay, tmp_path: Path) 
         seen["verdict file"] = (tmp_path / "verdict").read_text()  # removed at exit
         daemon.send_signal(2)
         daemon.wait(15)
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait(5)
     seen["daemon log"] = log.read_text()
     seen["audit log"] = (tmp_path / "audit.jsonl").read_text()
     seen["hook environment"] = "\n".join(p.read_text() for p in hook_out.glob("env.*"))

@@ -70,6 +70,7 @@ from testbed.kamailio import Dmq, KamailioPeer, _render, start_kamailio
 from testbed.netns import Netns, run_in
 from testbed.power import PowerController
 from testbed.process import TestbedError, log_tail, require_tool, stop_process
+from testbed.tcp_phone import TcpPhone
 
 __all__ = ["FAULTS", "NODES", "VIP", "Failover", "Lab", "LabConfig", "lab_up"]
 
@@ -1110,6 +1111,30 @@ class Lab(LabFaults):
         self.wait_placement(timeout_s=60.0)
         return CallsFailover(fault, old, new, served - t0, t0, served, reports, known,
                              watch.max_holders)  # fmt: skip
+
+    def measure_tcp_phone(self, fault: str, *, timeout_s: float = 120.0) -> dict[str, object]:
+        """A phone on TCP (testbed.tcp_phone: a kept connection, REGISTER, OPTIONS every
+        0.15 s) through the VIP; `fault` on the active node; until another node serves and the
+        phone has registered again on a new connection (bounded); what it cost the phone."""
+        old = self.active()
+        phone = TcpPhone(proxy=(VIP, 5060), local_ip=CLIENT_IP, user="monitor",
+                         password="lab-secret", netns=Netns(f"{PREFIX}-cl"))  # fmt: skip
+        phone.start()
+        try:
+            time.sleep(1.0)
+            t0 = time.monotonic()
+            self.inject(fault, old)
+            new, _ = self.wait_served_by(not_by=old, timeout_s=timeout_s)
+            served = time.monotonic() - t0
+            deadline = time.monotonic() + 30.0
+            while time.monotonic() < deadline and phone.after(t0)["gap_s"] is None:
+                time.sleep(0.1)
+        finally:
+            phone.stop()
+        self.heal(fault, old)
+        self.wait_placement(timeout_s=60.0)
+        return {"fault": fault, "old": old, "new": new, "failover_s": round(served, 3),
+                **phone.after(t0)}  # fmt: skip
 
     def reset(self, timeout_s: float = 60.0) -> str:
         """Back to a steady state: fail counts cleared, g_pbx settled and answering, every

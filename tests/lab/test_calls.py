@@ -9,6 +9,8 @@ dlg.list`), the signalling gap stays under a ceiling, and the media does not sto
 lab the RTP goes caller <-> IVR directly: see docs/lab.md). Measurements are printed (-s);
 bench/calls_failover.py repeats them against the stock setup.
 
+A phone on TCP through the same failovers: what it experiences (reconnect, re-REGISTER).
+
 And the fault only a call probe sees: the PBX answers OPTIONS 200 but every new INVITE 500.
 """
 
@@ -121,3 +123,17 @@ def test_calls_failing_while_options_work_is_seen_only_by_the_call_probe(
         if datetime.fromisoformat(r["at"]) >= since and "yellow" in r["summary"]
     ]
     assert yellow and yellow[0]["failover"] is False, lab.audit(steady)[-3:]
+
+
+@pytest.mark.parametrize("fault", ["crash", "hang"])
+def test_a_tcp_phone_reconnects_and_registers_again(lab: Lab, steady: str, fault: str) -> None:
+    """A TCP connection cannot follow the VIP: the phone's connection breaks (closed by the
+    crashed PBX's kernel; reset by the node that took the VIP over, which has no such
+    connection, after a hang), and the phone must reconnect and REGISTER again. What it costs
+    is printed; asserted: it notices, and it is registered again on the new node."""
+    seen = lab.measure_tcp_phone(fault)
+    print(f"\ntcp phone through {fault}: {seen}")
+    assert seen["new"] != seen["old"], seen
+    assert seen["how"] in ("closed", "reset", "no answer"), seen
+    assert seen["registered_again_s"] is not None and seen["gap_s"] is not None, seen
+    assert seen["connections"] >= 2, seen

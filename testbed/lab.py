@@ -664,8 +664,7 @@ class LabBuilder(LabObserver):
         stock = self.config.mode == "stock"
         (d / "kamailio.cfg").write_text(pbx_cfg(name, stock=stock, calls=self.config.calls))
         if self.config.calls and not stock:
-            (d / "keeper").mkdir()
-            (d / "keeper" / "kamailio.cfg").write_text(keeper_cfg(name, d / "keeper"))
+            (d / "keeper").mkdir()  # its kamailio.cfg is written at each start (_start_keeper)
         if self.config.mode in SIPWATCH_MODES:
             (d / "lab-policy.toml").write_text(lab_policy(self.config))
             (d / "sipwatch.toml").write_text(
@@ -720,6 +719,8 @@ class LabBuilder(LabObserver):
 
     def _start_keeper(self, name: str, timeout_s: float) -> None:
         keeper = self.nodes[name].dir / "keeper"
+        running = tuple(n for n in self.live_nodes() if n != name and self._keeper_up(n))
+        (keeper / "kamailio.cfg").write_text(keeper_cfg(name, keeper, first=running))
         (keeper / "kamailio.pid").unlink(missing_ok=True)
         argv = ["kamailio", "-f", str(keeper / "kamailio.cfg"), "-DD", "-E", "-Y", str(keeper),
                 "-P", str(keeper / "kamailio.pid"), "-m", "64"]  # fmt: skip
@@ -729,6 +730,15 @@ class LabBuilder(LabObserver):
                               check=False).returncode == 0,
             timeout_s, f"{name}: the dialog keeper did not start",
         )  # fmt: skip
+
+    def _keeper_up(self, name: str) -> bool:
+        ctl = self.nodes[name].dir / "keeper" / "ctl"
+        try:
+            done = self.exec(name, ["kamcmd", "-s", f"unix:{ctl}", "core.version"],
+                             timeout_s=5.0, check=False)  # fmt: skip
+        except TestbedError:
+            return False
+        return done.returncode == 0
 
     def power_off(self, name: str) -> None:
         """Every process of the node dies at once (SIGKILL to its PID namespace's init, by
@@ -1297,10 +1307,13 @@ def pbx_cfg(name: str, *, stock: bool, calls: bool = False) -> str:
         dialog = "\n#!define WITH_RECORD_ROUTE"
         if not stock:
             i = list(NODES).index(name)
-            other = list(NODES)[(i + 1) % len(NODES)]
             dmq = Dmq(
                 server=f"{NODE_IP[name]}:{DMQ_PORT}",
-                peers=(f"{NODE_IP[name]}:{KEEPER_PORT}", f"{NODE_IP[other]}:{KEEPER_PORT}"),
+                # its own node's keeper first (the initial node list comes from the first;
+                # it runs before the PBX can start), then the other keepers
+                peers=tuple(
+                    f"{NODE_IP[n]}:{KEEPER_PORT}" for n in [name, *(o for o in NODES if o != name)]
+                ),
                 h_id_start=i,
                 h_id_step=DLG_H_STEP,
             )
@@ -1333,16 +1346,25 @@ def pbx_cfg(name: str, *, stock: bool, calls: bool = False) -> str:
     return text
 
 
-def keeper_cfg(name: str, keeper_dir: Path) -> str:
+def keeper_cfg(name: str, keeper_dir: Path, first: tuple[str, ...] = ()) -> str:
     """The dialog keeper of node `name`: a Kamailio on NODE_IP:KEEPER_PORT that is only a DMQ
     node holding the replicated dialogs (`kamcmd dlg.list` on its ctl socket), for the PBX
-    that starts on this node to ask. Its DMQ seeds: n1's and n2's keepers."""
+    that starts on this node to ask. It notifies every keeper when it starts, `first` (nodes
+    whose keepers run now) before the rest: Kamailio's DMQ takes its initial node list from
+    the first notification address only, and only at start; the others are told about it
+    but tell it nothing back until DMQ's next ping, 60 s later. With a fixed n1, n2 as the
+    seeds, a keeper rebooted while n1 was the node down got no list, the bus stayed split,
+    and n3's keeper missed the calls placed meanwhile (tests/lab/test_calls.py, after two
+    power-offs)."""
     template = resources.files("testbed").joinpath("kamailio.cfg").read_text()
     i = list(NODES).index(name)
     server = f"{NODE_IP[name]}:{KEEPER_PORT}"
+    others = [n for n in NODES if n not in first and n != name]
+    # the first keeper of the cluster is its own seed; later ones ask a running keeper
+    order = [*first, *others, name] if first else [name, *others]
     dmq = Dmq(
         server=server,
-        peers=(f"{NODE_IP['n1']}:{KEEPER_PORT}", f"{NODE_IP['n2']}:{KEEPER_PORT}"),
+        peers=tuple(f"{NODE_IP[n]}:{KEEPER_PORT}" for n in order),
         h_id_start=len(NODES) + i,
         h_id_step=DLG_H_STEP,
     )

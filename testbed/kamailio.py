@@ -68,9 +68,11 @@ class Dmq:
     """Dialog replication for a relaying Kamailio (start_kamailio(forward=True, dmq=...)).
 
     server: this node's DMQ address, "HOST:PORT", one of its UDP listeners (the node's own
-    address, never a VIP: KDMQ goes node to node). peers: one or two DMQ addresses it
+    address, never a VIP: KDMQ goes node to node). peers: one to three DMQ addresses it
     notifies when it starts (they tell it the rest, multi_notify); a cluster's first node
-    names itself (a seed the others notify). A node that notifies a peer not yet listening
+    names itself (a seed the others notify). Name every long-lived node where nodes reboot:
+    a node that can reach only seeds which are themselves split off learns only their part
+    of the bus, until DMQ's next ping (60 s). A node that notifies a peer not yet listening
     finds it again only at its next ping (60 s): start the seed first. h_id_start/h_id_step:
     the dialog hash ids this node hands out (0, 1, 2 ... and step = the number of nodes;
     overlapping ranges crashed Kamailio, kamailio #2757).
@@ -82,8 +84,8 @@ class Dmq:
     h_id_step: int
 
     def __post_init__(self) -> None:
-        if not 1 <= len(self.peers) <= 2:
-            raise ValueError("a DMQ node notifies one or two peers")
+        if not 1 <= len(self.peers) <= 3:
+            raise ValueError("a DMQ node notifies one to three peers")
         for addr in (self.server, *self.peers):
             host, _, port = addr.rpartition(":")
             if not host or not port.isascii() or not port.isdigit():
@@ -92,12 +94,13 @@ class Dmq:
             raise ValueError("h_id_start must be in [0, h_id_step)")
 
     def defines(self) -> list[str]:
-        first, second = self.peers[0], self.peers[-1]
+        first, second, third = (*self.peers, self.peers[-1], self.peers[-1])[:3]
         return [
             "#!define WITH_DIALOG",
             f'#!substdef "!DMQ_SERVER!sip:{self.server}!"',
             f'#!substdef "!DMQ_PEER!sip:{first}!"',
             f'#!substdef "!DMQ_PEER_2!sip:{second}!"',
+            f'#!substdef "!DMQ_PEER_3!sip:{third}!"',
             f'#!substdef "!DLG_H_ID_START!{self.h_id_start}!"',
             f'#!substdef "!DLG_H_STEP!{self.h_id_step}!"',
         ]

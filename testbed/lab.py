@@ -65,10 +65,12 @@ from pathlib import Path
 from typing import Any
 
 from testbed import rawsip
-from testbed.kamailio import KamailioPeer, _render, start_kamailio
+from testbed.calls import CallHolder, CallReport
+from testbed.kamailio import Dmq, KamailioPeer, _render, start_kamailio
 from testbed.netns import Netns, run_in
 from testbed.power import PowerController
-from testbed.process import TestbedError, require_tool
+from testbed.process import TestbedError, log_tail, require_tool, stop_process
+from testbed.tcp_phone import TcpPhone
 
 __all__ = ["FAULTS", "NODES", "VIP", "Failover", "Lab", "LabConfig", "lab_up"]
 
@@ -85,6 +87,15 @@ RUN = "/run/sipwatch-lab"  # inside each node (tmpfs)
 PBX_PIDFILE = f"{RUN}/kamailio.pid"
 PBX_CTL = f"{RUN}/kamailio_ctl"
 CMD_TIMEOUT_S = 15.0
+# LabConfig(calls=True): the IVR answers calls (sipp, RTP echo) on IVR_CALL_PORT; each PBX
+# replicates its dialogs over DMQ from DMQ_PORT on its node address to the dialog keepers,
+# one Kamailio per node on KEEPER_PORT that only holds the dialogs (outside Pacemaker, so
+# the standby nodes know the calls before their PBX starts).
+IVR_CALL_PORT = 5080
+IVR_MEDIA_PORT = 6000
+DMQ_PORT = 5062
+KEEPER_PORT = 5070
+DLG_H_STEP = 6  # three PBX configs and three keepers: each its own h_id_start
 SIPWATCH_MODES = ("sipwatch", "shim", "fencing")  # the modes that run `sipwatch run`
 HEALTH_MODES = ("sipwatch", "fencing")  # the modes whose sipwatch publishes #health-sipwatch
 PDU_IP = f"{SUBNET}.70"  # mode fencing: the power controller's management port
@@ -153,6 +164,57 @@ class LabConfig:
     confirm_interval_s: float | None = None
     sipwatch_python: str = sys.executable
     quorum_guard: bool = True  # sipwatch's release_vip_without_quorum (Lab.set_quorum_guard)
+    # Calls (issue 12 §4): the IVR answers calls with RTP echo, every PBX record-routes on
+    # the VIP and (but the stock agent's) replicates dialogs to a keeper per node (DMQ),
+    # sipwatch gets a call probe through the VIP. Off: the lab as the fault suite runs it.
+    calls: bool = False
+
+
+@dataclass
+class CallsFailover:
+    """Lab.measure_calls: one fault with calls up; times are time.monotonic()."""
+
+    fault: str
+    old: str
+    new: str
+    seconds: float  # fault -> the client's OPTIONS answered by `new`
+    fault_at: float
+    served_at: float
+    reports: list[CallReport]
+    known: set[str]  # the calls the new node's PBX listed (dialog replication)
+    max_holders: int  # VIP holders at once, at most
+
+    @property
+    def kept(self) -> int:
+        """Calls that survived: a refresh answered 2xx after the new node served, BYE 200."""
+        return sum(r.survived and r.answered_after(self.served_at) > 0 for r in self.reports)
+
+    def gaps(self) -> list[float | None]:
+        """Per call: last refresh answered before the fault -> first answered after it."""
+        return [r.gap_around(self.fault_at) for r in self.reports]
+
+    def media_gaps(self) -> list[float | None]:
+        return [r.media_gap() for r in self.reports]
+
+    def summary(self) -> dict[str, object]:
+        gaps = [g for g in self.gaps() if g is not None]
+        media = [g for g in self.media_gaps() if g is not None]
+        return {
+            "fault": self.fault,
+            "old": self.old,
+            "new": self.new,
+            "failover_s": round(self.seconds, 3),
+            "calls": len(self.reports),
+            "kept": self.kept,
+            "known_by_new_node": len(self.known),
+            "signalling_gap_s": [round(g, 3) for g in gaps],
+            "signalling_gap_max_s": round(max(gaps), 3) if gaps else None,
+            "media_gap_max_s": round(max(media), 3) if media else None,
+            "updates_lost": sum(r.updates_lost for r in self.reports),
+            "updates_failed_after_fault": sum(r.failed_after(self.fault_at) for r in self.reports),
+            "bye_status": sorted({str(r.bye_status) for r in self.reports}),
+            "vip_on_two_nodes": self.max_holders > 1,
+        }
 
 
 @dataclass
@@ -192,6 +254,7 @@ class LabNodes:
     nodes: dict[str, Node] = field(default_factory=dict)
     namespaces: list[str] = field(default_factory=list)
     ivr: KamailioPeer | None = None
+    ivr_sipp: subprocess.Popen[bytes] | None = None  # calls: the IVR answering calls
     up_s: float = 0.0
     _impaired: dict[str, tuple[float, bool]] = field(default_factory=dict)
     _hung_tools: set[str] = field(default_factory=set)
@@ -205,6 +268,7 @@ class LabNodes:
             "namespaces": self.namespaces,
             "inits": {n.name: n.init_pid for n in self.nodes.values()},
             "ivr_pid": self.ivr.pid if self.ivr else 0,
+            "ivr_sipp_pid": self.ivr_sipp.pid if self.ivr_sipp else 0,
             "base": str(self.base),
             "mode": self.config.mode,
         }
@@ -519,6 +583,47 @@ class LabBuilder(LabObserver):
             netns=Netns(f"{PREFIX}-ivr"),
             server_name="ivr",
         )
+        if self.config.calls:
+            self._ivr_calls()
+
+    def _ivr_calls(self) -> None:
+        """sipp as the IVR answering calls (testbed/sipp_uas_call.xml: 200 with SDP, UPDATEs
+        answered for as long as the call lasts, BYE), every RTP packet echoed, as many calls
+        as come, until the lab goes down."""
+        rundir = self.base / "ivr-sipp"
+        rundir.mkdir(parents=True, exist_ok=True)
+        scenario = Path(str(resources.files("testbed").joinpath("sipp_uas_call.xml")))
+        argv = [
+            require_tool("ip"), "netns", "exec", f"{PREFIX}-ivr", require_tool("sipp"),
+            "-sf", str(scenario), "-i", IVR_IP, "-p", str(IVR_CALL_PORT),
+            "-mi", IVR_IP, "-mp", str(IVR_MEDIA_PORT), "-rtp_echo", "-nd", "-nostdin",
+            "-trace_err", "-error_file", str(rundir / "errors.log"),
+            "-trace_stat", "-fd", "1", "-stf", str(rundir / "stat.csv"),
+        ]  # fmt: skip
+        with (rundir / "screen.log").open("ab") as out:
+            self.ivr_sipp = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=rundir, start_new_session=True,
+            )  # fmt: skip
+        self._write_state()
+        _wait(
+            lambda: f":{IVR_CALL_PORT:04X}" in _run(
+                ["ip", "netns", "exec", f"{PREFIX}-ivr", "cat", "/proc/net/udp"]
+            ).stdout or self.ivr_sipp.poll() is not None,
+            10.0, "the IVR's sipp did not bind its port",
+        )  # fmt: skip
+        if self.ivr_sipp.poll() is not None:
+            raise TestbedError(f"the IVR's sipp exited: {log_tail(rundir / 'screen.log', 10)}")
+
+    def ivr_call_stats(self) -> dict[str, str]:
+        """The IVR sipp's latest counters (CurrentCall, SuccessfulCall(C), FailedCall(C)...)."""
+        try:
+            rows = (self.base / "ivr-sipp" / "stat.csv").read_text(errors="replace").splitlines()
+        except OSError:
+            return {}
+        if len(rows) < 2:
+            return {}
+        return dict(zip(rows[0].split(";"), rows[-1].split(";"), strict=False))
 
     def _prepare_node(self, name: str) -> None:
         d = self.base / name
@@ -556,7 +661,10 @@ class LabBuilder(LabObserver):
         cib = d / "var-lib-pacemaker" / "cib" / "cib.xml"
         cib.write_text(build_cib(self.config))
         _chown_tree(d / "var-lib-pacemaker")
-        (d / "kamailio.cfg").write_text(pbx_cfg(name, stock=self.config.mode == "stock"))
+        stock = self.config.mode == "stock"
+        (d / "kamailio.cfg").write_text(pbx_cfg(name, stock=stock, calls=self.config.calls))
+        if self.config.calls and not stock:
+            (d / "keeper").mkdir()  # its kamailio.cfg is written at each start (_start_keeper)
         if self.config.mode in SIPWATCH_MODES:
             (d / "lab-policy.toml").write_text(lab_policy(self.config))
             (d / "sipwatch.toml").write_text(
@@ -603,9 +711,34 @@ class LabBuilder(LabObserver):
                               check=False).returncode == 0,
             timeout_s, f"{name}: corosync did not start",
         )  # fmt: skip
+        if (node.dir / "keeper").is_dir():  # before the PBX can start and ask it for calls
+            self._start_keeper(name, timeout_s)
         self.spawn(name, [*env, "pacemakerd"], "pacemakerd")
         if self.config.mode in SIPWATCH_MODES:
             self.start_sipwatch(name)
+
+    def _start_keeper(self, name: str, timeout_s: float) -> None:
+        keeper = self.nodes[name].dir / "keeper"
+        running = tuple(n for n in self.live_nodes() if n != name and self._keeper_up(n))
+        (keeper / "kamailio.cfg").write_text(keeper_cfg(name, keeper, first=running))
+        (keeper / "kamailio.pid").unlink(missing_ok=True)
+        argv = ["kamailio", "-f", str(keeper / "kamailio.cfg"), "-DD", "-E", "-Y", str(keeper),
+                "-P", str(keeper / "kamailio.pid"), "-m", "64"]  # fmt: skip
+        self.spawn(name, argv, "keeper", log=keeper / "kamailio.log")
+        _wait(
+            lambda: self.exec(name, ["kamcmd", "-s", f"unix:{keeper / 'ctl'}", "core.version"],
+                              check=False).returncode == 0,
+            timeout_s, f"{name}: the dialog keeper did not start",
+        )  # fmt: skip
+
+    def _keeper_up(self, name: str) -> bool:
+        ctl = self.nodes[name].dir / "keeper" / "ctl"
+        try:
+            done = self.exec(name, ["kamcmd", "-s", f"unix:{ctl}", "core.version"],
+                             timeout_s=5.0, check=False)  # fmt: skip
+        except TestbedError:
+            return False
+        return done.returncode == 0
 
     def power_off(self, name: str) -> None:
         """Every process of the node dies at once (SIGKILL to its PID namespace's init, by
@@ -676,6 +809,9 @@ class LabBuilder(LabObserver):
         if self.ivr is not None:
             with contextlib.suppress(TestbedError):
                 self.ivr.stop()
+        if self.ivr_sipp is not None:
+            with contextlib.suppress(TestbedError):
+                stop_process(self.ivr_sipp, 5.0)
         for ns in reversed(self.namespaces):
             _run(["ip", "netns", "del", ns], check=False)
         self.namespaces.clear()
@@ -706,6 +842,10 @@ class LabFaults(LabBuilder):
     def set_fault(self, name: str, switch: str, value: int) -> None:
         """A fault switch of the testbed kamailio.cfg for OPTIONS (code, drop, delay_ms)."""
         self.kamcmd(name, "htable.seti", "fault", f"OPTIONS.{switch}", str(value))
+
+    def fail_calls(self, name: str) -> None:
+        """Every new INVITE relayed by `name`'s PBX is answered 500; OPTIONS still 200."""
+        self.kamcmd(name, "htable.seti", "fault", "INVITE.code", "500")
 
     def clear_faults(self, name: str) -> None:
         with contextlib.suppress(TestbedError):
@@ -853,6 +993,11 @@ def _resume_pbx(lab: LabFaults, name: str) -> None:
 FAULTS: dict[str, Fault] = {
     "crash": Fault(lambda lab, n: lab.signal_pbx(n, "KILL"), _heal_nothing),
     "hang": Fault(lambda lab, n: lab.signal_pbx(n, "STOP"), _resume_pbx),
+    # Calls fail while OPTIONS work: every new INVITE answered 500 (the calls up go on)
+    "calls_fail": Fault(
+        lambda lab, n: lab.fail_calls(n),
+        lambda lab, n: lab.clear_faults(n),
+    ),
     "503": Fault(lambda lab, n: lab.set_fault(n, "code", 503), lambda lab, n: lab.clear_faults(n)),
     "drop": Fault(lambda lab, n: lab.set_fault(n, "drop", 1), lambda lab, n: lab.clear_faults(n)),
     "slow": Fault(
@@ -917,6 +1062,89 @@ class Lab(LabFaults):
             watch.max_lan_holders,
             watch.overlap_s,
         )
+
+    def hold_calls(self, n: int = 10, **kw: Any) -> CallHolder:
+        """N calls from the client namespace through the VIP to the IVR (LabConfig.calls), not
+        yet placed: `with lab.hold_calls(10) as calls:` (testbed.calls)."""
+        if not self.config.calls:
+            raise TestbedError("the lab was brought up without calls (LabConfig.calls)")
+        return CallHolder(target=f"sip:ivr@{IVR_IP}:{IVR_CALL_PORT}", proxy=(VIP, 5060),
+                          local_ip=CLIENT_IP, n=n, netns=Netns(f"{PREFIX}-cl"), **kw)  # fmt: skip
+
+    def dialogs(self, name: str, *, keeper: bool = False) -> set[str]:
+        """Call-IDs of the confirmed dialogs (state 4) that node `name`'s PBX, or its keeper,
+        lists (`kamcmd dlg.list`); empty when it is not running, hung, or has no dialogs."""
+        ctl = str(self.nodes[name].dir / "keeper" / "ctl") if keeper else PBX_CTL
+        try:
+            done = self.exec(name, ["kamcmd", "-s", f"unix:{ctl}", "dlg.list"], timeout_s=5.0,
+                             check=False)  # fmt: skip
+        except TestbedError:  # powered off, or the PBX is stopped and kamcmd waited
+            return set()
+        if done.returncode != 0:
+            return set()
+        found = re.findall(r"call-id:\s*(\S+).*?state:\s*(\d+)", done.stdout, re.S)
+        return {call_id for call_id, state in found if state == "4"}
+
+    def measure_calls(
+        self, fault: str, n: int = 10, *, timeout_s: float = 120.0, **holder_kw: Any
+    ) -> CallsFailover:
+        """N established calls (media, an UPDATE every 0.15 s) through the VIP; `fault` on the
+        active node; until the client's OPTIONS are answered by another node and every call's
+        refresh has been answered through it (bounded); whether the new node's PBX lists the
+        calls; then the calls are ended (BYE) and the old node healed."""
+        old = self.active()
+        holder = self.hold_calls(n, **holder_kw)
+        holder.start()
+        known: set[str] = set()
+        ids = {r.call_id for r in holder.reports}
+        try:
+            time.sleep(1.0)  # a steady second of refreshes and media first
+            with self.watch_vip() as watch:
+                t0 = time.monotonic()
+                self.inject(fault, old)
+                new, _ = self.wait_served_by(not_by=old, timeout_s=timeout_s)
+                served = time.monotonic()
+                deadline = served + 10.0
+                while time.monotonic() < deadline:
+                    if all(r.answered_after(served) for r in holder.reports):
+                        break
+                    time.sleep(0.1)
+                deadline = time.monotonic() + 5.0
+                while time.monotonic() < deadline:
+                    known = self.dialogs(new) & ids
+                    if known == ids:
+                        break
+                    time.sleep(0.2)
+        finally:
+            reports = holder.stop()
+        self.heal(fault, old)
+        self.wait_placement(timeout_s=60.0)
+        return CallsFailover(fault, old, new, served - t0, t0, served, reports, known,
+                             watch.max_holders)  # fmt: skip
+
+    def measure_tcp_phone(self, fault: str, *, timeout_s: float = 120.0) -> dict[str, object]:
+        """A phone on TCP (testbed.tcp_phone: a kept connection, REGISTER, OPTIONS every
+        0.15 s) through the VIP; `fault` on the active node; until another node serves and the
+        phone has registered again on a new connection (bounded); what it cost the phone."""
+        old = self.active()
+        phone = TcpPhone(proxy=(VIP, 5060), local_ip=CLIENT_IP, user="monitor",
+                         password="lab-secret", netns=Netns(f"{PREFIX}-cl"))  # fmt: skip
+        phone.start()
+        try:
+            time.sleep(1.0)
+            t0 = time.monotonic()
+            self.inject(fault, old)
+            new, _ = self.wait_served_by(not_by=old, timeout_s=timeout_s)
+            served = time.monotonic() - t0
+            deadline = time.monotonic() + 30.0
+            while time.monotonic() < deadline and phone.after(t0)["gap_s"] is None:
+                time.sleep(0.1)
+        finally:
+            phone.stop()
+        self.heal(fault, old)
+        self.wait_placement(timeout_s=60.0)
+        return {"fault": fault, "old": old, "new": new, "failover_s": round(served, 3),
+                **phone.after(t0)}  # fmt: skip
 
     def reset(self, timeout_s: float = 60.0) -> str:
         """Back to a steady state: fail counts cleared, g_pbx settled and answering, every
@@ -1060,10 +1288,12 @@ class VipWatch:
 
 
 # -- pieces of the lab's configuration ---------------------------------------------------------
-def pbx_cfg(name: str, *, stock: bool) -> str:
+def pbx_cfg(name: str, *, stock: bool, calls: bool = False) -> str:
     """The testbed kamailio.cfg for node `name` on the VIP: fault switches, relaying to the IVR
     server, "Server: pbx-NAME" (the client tells who answered). The stock agent passes
-    `-l udp:VIP:5060` itself, so its config has no listen lines."""
+    `-l udp:VIP:5060` itself, so its config has no listen lines. `calls`: record-route on the
+    VIP; and but for the stock agent (its listen parameters leave no node address to speak
+    DMQ from) the dialogs replicated over DMQ from NODE_IP:DMQ_PORT to the keepers."""
     template = resources.files("testbed").joinpath("kamailio.cfg").read_text()
     # SIP over WebSocket (WS, RFC 7118) on the VIP beside UDP/TCP 5060, for the WebRTC
     # clients of the PortSIP design; not for the stock agent, which brings its own listen.
@@ -1072,10 +1302,29 @@ def pbx_cfg(name: str, *, stock: bool) -> str:
         if stock
         else f'\n#!define WITH_WS\n#!substdef "!WS_PORT!{WS_PORT}!"\n#!substdef "!WSS_PORT!0!"'
     )
+    dialog = ""
+    if calls:
+        dialog = "\n#!define WITH_RECORD_ROUTE"
+        if not stock:
+            i = list(NODES).index(name)
+            dmq = Dmq(
+                server=f"{NODE_IP[name]}:{DMQ_PORT}",
+                # its own node's keeper first (the initial node list comes from the first;
+                # it runs before the PBX can start), then the other keepers
+                peers=tuple(
+                    f"{NODE_IP[n]}:{KEEPER_PORT}" for n in [name, *(o for o in NODES if o != name)]
+                ),
+                h_id_start=i,
+                h_id_step=DLG_H_STEP,
+            )
+            dialog += "\n" + "\n".join(
+                [*dmq.defines(), "#!define WITH_SEND_SOCKET",
+                 f'#!substdef "!SEND_SOCKET!udp:{VIP}:5060!"']
+            )  # fmt: skip
     text = _render(
         template,
         {
-            "DEFINES": "#!define WITH_FORWARD" + ws,
+            "DEFINES": "#!define WITH_FORWARD" + ws + dialog,
             "SERVER_NAME": f"pbx-{name}",
             "SERVER_SIGNATURE": "yes",
             "LISTEN_HOST": VIP,
@@ -1091,7 +1340,53 @@ def pbx_cfg(name: str, *, stock: bool) -> str:
     )
     if stock:
         text = "\n".join(line for line in text.splitlines() if not line.startswith("listen="))
+    elif calls:
+        own = f"listen=udp:{VIP}:5060"
+        text = text.replace(own, f"{own}\nlisten=udp:{NODE_IP[name]}:{DMQ_PORT}", 1)
     return text
+
+
+def keeper_cfg(name: str, keeper_dir: Path, first: tuple[str, ...] = ()) -> str:
+    """The dialog keeper of node `name`: a Kamailio on NODE_IP:KEEPER_PORT that is only a DMQ
+    node holding the replicated dialogs (`kamcmd dlg.list` on its ctl socket), for the PBX
+    that starts on this node to ask. It notifies every keeper when it starts, `first` (nodes
+    whose keepers run now) before the rest: Kamailio's DMQ takes its initial node list from
+    the first notification address only, and only at start; the others are told about it
+    but tell it nothing back until DMQ's next ping, 60 s later. With a fixed n1, n2 as the
+    seeds, a keeper rebooted while n1 was the node down got no list, the bus stayed split,
+    and n3's keeper missed the calls placed meanwhile (tests/lab/test_calls.py, after two
+    power-offs)."""
+    template = resources.files("testbed").joinpath("kamailio.cfg").read_text()
+    i = list(NODES).index(name)
+    server = f"{NODE_IP[name]}:{KEEPER_PORT}"
+    others = [n for n in NODES if n not in first and n != name]
+    # the first keeper of the cluster is its own seed; later ones ask a running keeper
+    order = [*first, *others, name] if first else [name, *others]
+    dmq = Dmq(
+        server=server,
+        peers=tuple(f"{NODE_IP[n]}:{KEEPER_PORT}" for n in order),
+        h_id_start=len(NODES) + i,
+        h_id_step=DLG_H_STEP,
+    )
+    return _render(
+        template,
+        {
+            "DEFINES": "\n".join(
+                ["#!define WITH_FORWARD", "#!define WITH_RECORD_ROUTE", *dmq.defines()]
+            ),
+            "SERVER_NAME": f"keeper-{name}",
+            "SERVER_SIGNATURE": "yes",
+            "LISTEN_HOST": NODE_IP[name],
+            "UDP_PORT": str(KEEPER_PORT),
+            "TCP_PORT": str(KEEPER_PORT),
+            "TLS_PORT": "0",
+            "CTL_SOCKET": str(keeper_dir / "ctl"),
+            "TLS_CFG": "",
+            "USERS": "\treturn;",
+            "REALM": "swlab",
+            "QOP_FLAG": "1",
+        },
+    )
 
 
 def lab_policy(config: LabConfig | None = None) -> str:
@@ -1161,6 +1456,21 @@ kind = "via_vip_sip"
 uri = "sip:{IVR_IP}:5060"
 outbound_proxy = "sip:{VIP}:5060"
 timeout_s = 1.5
+interval_s = 2.0
+""" + (_call_probe() if config.calls else "")
+
+
+def _call_probe() -> str:
+    """LabConfig.calls: a call to the IVR through the VIP (kind sip_call: INVITE, ACK, RTP
+    echoed back, BYE), the shipped PortSIP probe set's "ivr-call"."""
+    return f"""
+[[probes]]
+name = "ivr-call"
+kind = "sip_call"
+uri = "sip:ivr@{IVR_IP}:{IVR_CALL_PORT}"
+outbound_proxy = "sip:{VIP}:5060"
+media_s = 0.3
+timeout_s = 2.0
 interval_s = 2.0
 """
 
@@ -1444,6 +1754,11 @@ def down_from_state() -> list[str]:
         if ivr and b"kamailio" in Path(f"/proc/{ivr}/cmdline").read_bytes():
             os.killpg(ivr, signal.SIGKILL)  # its own process group (start_new_session)
             removed.append(f"ivr kamailio {ivr}")
+    sipp = state.get("ivr_sipp_pid", 0)
+    with contextlib.suppress(OSError):
+        if sipp and b"sipp" in Path(f"/proc/{sipp}/cmdline").read_bytes():
+            os.killpg(sipp, signal.SIGKILL)  # `ip netns exec` execs sipp: same process
+            removed.append(f"ivr sipp {sipp}")
     time.sleep(0.5)
     for ns in reversed(state.get("namespaces", [])):
         _run(["ip", "netns", "del", ns], check=False)

@@ -15,6 +15,7 @@ Safety: only namespaces this module created are ever deleted (`Netns.delete` by 
     ns.ip(*args)                   `ip -n NAME args...`
     veth(a, if_a, b, if_b)         a veth pair with one end in each namespace, both up
     run_in(ns, fn, *args)          fn(*args) in a thread inside the namespace
+    enter(ns)                      the calling thread (one of its own) into the namespace
     run_async_in(ns, factory)      asyncio.run(factory()) in such a thread
 """
 
@@ -33,7 +34,7 @@ from typing import Any, TypeVar
 
 from testbed.process import TestbedError, require_tool
 
-__all__ = ["Netns", "require_root", "run_async_in", "run_in", "veth"]
+__all__ = ["Netns", "enter", "require_root", "run_async_in", "run_in", "veth"]
 
 T = TypeVar("T")
 PREFIX = "swt"
@@ -133,7 +134,9 @@ def veth(a: Netns, if_a: str, b: Netns, if_b: str) -> None:
     b.link(if_b, "up")
 
 
-def _enter(ns: Netns) -> None:
+def enter(ns: Netns) -> None:
+    """Move the calling thread into `ns` (setns(2) switches only this thread): for a thread
+    of its own that lives there (testbed.calls); `run_in` for one call."""
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -151,7 +154,7 @@ def run_in(ns: Netns, fn: Callable[..., T], *args: Any, timeout_s: float = 60.0)
 
     def body() -> None:
         try:
-            _enter(ns)
+            enter(ns)
             box["value"] = fn(*args)
         except BaseException as exc:
             box["error"] = exc

@@ -1,6 +1,7 @@
 """The three-node HA lab (testbed.lab) for the fault suite: brought up once per
 test module (in the module's LAB_MODE, default "sipwatch"), torn down however the module
-ends. Without root the whole suite is skipped, loudly.
+ends (LAB_CALLS = True: with calls, see testbed.lab.LabConfig.calls). Without root the
+whole suite is skipped, loudly.
 
     lab        module    the running lab (3 nodes, g_pbx on n1, every sipwatch green)
     steady     function  before each test: fail counts cleared, g_pbx settled and answering,
@@ -34,7 +35,11 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         warnings.warn(
             f"removed a stale lab left by an interrupted run: {down_from_state()}", stacklevel=1
         )
-    with lab_up(LabConfig(mode=getattr(request.module, "LAB_MODE", "sipwatch"))) as the_lab:
+    config = LabConfig(
+        mode=getattr(request.module, "LAB_MODE", "sipwatch"),
+        calls=getattr(request.module, "LAB_CALLS", False),
+    )
+    with lab_up(config) as the_lab:
         yield the_lab
 
 

@@ -24,4 +24,6 @@ TARGETS = (
     "crm_attribute",
     "config",
     "policy",
+    "sdp",
+    "ws_frames",
 )

@@ -103,6 +103,45 @@ def main() -> None:
     _write("config", "minimal.toml", b'[[probes]]\nkind = "sip_options"\nuri = "sip:127.0.0.1"\n')
     for path in sorted((ROOT / "policies").glob("*.toml")):
         _write("policy", path.name, path.read_bytes())
+    # SDP answers as the call probe gets them (sipp's IVR answer, one with the session-level
+    # connection and two streams, a rejected stream), and RTP packets (PCMU; with CSRCs, an
+    # extension and padding).
+    sdp = [
+        b"v=0\r\no=ivr 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+        b"t=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        b"v=0\no=- 1 1 IN IP6 ::1\ns=-\nc=IN IP6 ::1\nt=0 0\nm=video 5002 RTP/AVP 96\n"
+        b"m=audio 5004 RTP/AVP 8 0 101\na=rtpmap:101 telephone-event/8000\na=sendonly\n",
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n",
+        bytes([0x80, 0x00, 0x12, 0x34, 0, 0, 0, 160, 1, 2, 3, 4]) + b"\xff" * 160,
+        bytes([0xB2, 0x80, 0, 1, 0, 0, 0, 0, 9, 9, 9, 9])
+        + b"\x00" * 8
+        + bytes([0xBE, 0xDE, 0, 1, 1, 2, 3, 4])
+        + b"\x7f" * 20
+        + b"\x00\x00\x03",
+    ]
+    for index, value in enumerate(sdp):
+        _write("sdp", f"seed_{index}.bin", value)
+    # WebSocket: control byte (0x80: the input is the upgrade answer; low 6 bits: read size),
+    # then bytes. Frames from a server: unmasked text SIP, a ping, fragments, a close.
+    sip = captures["kamailio_options_200_tcp"]
+    text = bytes([0x81, 126]) + len(sip).to_bytes(2, "big") + sip
+    frames = {
+        "text": bytes([0x3F]) + text,
+        "ping_fragments_close": bytes([0x05])
+        + bytes([0x89, 2])
+        + b"hi"
+        + bytes([0x01, 3])
+        + b"SIP"
+        + bytes([0x80, 4])
+        + b"/2.0"
+        + bytes([0x88, 2, 0x03, 0xE8]),
+        "refused": bytes([0x80 | 0x10]) + b"HTTP/1.1 503 Service Unavailable\r\n"
+        b"Content-Length: 0\r\n\r\n",
+        "no_subprotocol": bytes([0x80 | 0x3F]) + b"HTTP/1.1 101 Switching Protocols\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n",
+    }
+    for name, value in frames.items():
+        _write("ws_frames", f"{name}.bin", value)
 
 
 if __name__ == "__main__":

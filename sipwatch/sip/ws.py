@@ -179,6 +179,12 @@ class WsClient:
         except RemoteProtocolError as exc:
             what = "bad WebSocket handshake" if not self.upgraded else "WebSocket protocol error"
             return [self._fail("malformed", f"{what}: {exc}")]
+        except UnicodeDecodeError:
+            # wsproto 1.3 decodes the 101's Connection/Upgrade/Sec-WebSocket-* lists as ASCII
+            # and lets a non-ASCII byte escape as UnicodeDecodeError (found by fuzz target
+            # ws_frames): the server's answer is broken, not sipwatch.
+            what = "bad WebSocket handshake" if not self.upgraded else "WebSocket protocol error"
+            return [self._fail("malformed", f"{what}: a header value that is not ASCII")]
 
     def _events(self) -> list[WsEvent]:
         out: list[WsEvent] = []

@@ -148,3 +148,18 @@ def test_ban_end_without_utc_offset_is_local_time() -> None:
     assert ban.end == local
     assert ban.active(local - timedelta(seconds=1))
     assert not ban.active(local + timedelta(seconds=1))
+
+
+def test_a_101_with_a_non_ascii_header_value_is_malformed_not_a_traceback() -> None:
+    # fuzz target `ws_frames`: wsproto decodes the 101's comma lists as ASCII and let a
+    # UnicodeDecodeError out of WsClient.receive, which the probe did not catch.
+    from sipwatch.sip.ws import Failed, WsClient
+
+    client = WsClient("127.0.0.1", 5066, secure=False)
+    client.handshake()
+    events = client.receive(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: \xffUpgrade\r\nSec-WebSocket-Accept: x\r\n\r\n"
+    )
+    assert len(events) == 1 and isinstance(events[0], Failed), events
+    assert events[0].kind == "malformed" and "not ASCII" in events[0].detail

@@ -4,7 +4,13 @@ accessor sipwatch's transactions and probes read. Allowed: SipParseError."""
 from __future__ import annotations
 
 from sipwatch.errors import SipParseError
-from sipwatch.sip.message import MAX_MESSAGE_SIZE, Response, contact_expires_s, parse_message
+from sipwatch.sip.message import (
+    MAX_HEADERS,
+    MAX_MESSAGE_SIZE,
+    Response,
+    contact_expires_s,
+    parse_message,
+)
 
 
 def TestOneInput(data: bytes) -> None:
@@ -28,6 +34,10 @@ def TestOneInput(data: bytes) -> None:
     except SipParseError:
         pass
     # What we parsed we can write back, and it reads the same (a relay, a log of the bytes).
+    # Written back, a message always has a Content-Length (a stream needs one): a datagram
+    # of MAX_HEADERS fields without one has a field more than the parser takes.
+    if len(message.headers) >= MAX_HEADERS and message.headers.get("Content-Length") is None:
+        return
     again = parse_message(message.to_bytes(), max_size=2 * MAX_MESSAGE_SIZE, datagram=False)
     assert type(again) is type(message)
     assert again.body == message.body

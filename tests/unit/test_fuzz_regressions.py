@@ -163,3 +163,23 @@ def test_a_101_with_a_non_ascii_header_value_is_malformed_not_a_traceback() -> N
     )
     assert len(events) == 1 and isinstance(events[0], Failed), events
     assert events[0].kind == "malformed" and "not ASCII" in events[0].detail
+
+
+def test_a_full_datagram_without_content_length_gains_one_written_back() -> None:
+    # fuzz target `sip_message` (its round-trip property, not a crash of sipwatch): a datagram
+    # of MAX_HEADERS fields and no Content-Length parses; written back for a stream it gets a
+    # Content-Length, one field over the parser's limit, which a stream parse refuses clearly.
+    from sipwatch.errors import SipParseError
+    from sipwatch.sip.message import MAX_HEADERS, parse_message
+
+    head = (
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n"
+        "From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n"
+    )
+    fillers = "".join(f"X-{i}: y\r\n" for i in range(MAX_HEADERS - 5))
+    message = parse_message((head + fillers + "\r\n").encode(), datagram=True)
+    assert len(message.headers) == MAX_HEADERS
+    written = message.to_bytes()
+    assert b"\r\nContent-Length: 0\r\n" in written
+    with pytest.raises(SipParseError, match=f"more than {MAX_HEADERS} header fields"):
+        parse_message(written, datagram=False)

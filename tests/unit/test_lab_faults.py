@@ -13,13 +13,14 @@ from testbed.process import TestbedError
 
 PRIMITIVES = ("signal_pbx", "set_fault", "clear_faults", "power_off", "power_on", "link",
               "kill_sipwatch", "start_sipwatch", "_udp_sip", "hang_crm_tools",
-              "unhang_crm_tools", "kamcmd", "pbx_stop_fault")  # fmt: skip
+              "unhang_crm_tools", "kamcmd", "pbx_stop_fault", "fail_calls")  # fmt: skip
 
 # fault -> (inject's calls, heal's calls), on node "n1": what the if-chains did
 EXPECTED: dict[str, tuple[list[Any], list[Any]]] = {
     "crash": ([("signal_pbx", ("n1", "KILL"), {})], []),
     "hang": ([("signal_pbx", ("n1", "STOP"), {})], [("signal_pbx", ("n1", "CONT"), {})]),
     "503": ([("set_fault", ("n1", "code", 503), {})], [("clear_faults", ("n1",), {})]),
+    "calls_fail": ([("fail_calls", ("n1",), {})], [("clear_faults", ("n1",), {})]),
     "drop": ([("set_fault", ("n1", "drop", 1), {})], [("clear_faults", ("n1",), {})]),
     "slow": ([("set_fault", ("n1", "delay_ms", 3000), {})], [("clear_faults", ("n1",), {})]),
     "power_off": ([("power_off", ("n1",), {})], [("power_on", ("n1",), {})]),

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import _repo_root  # noqa: F401  (first: the repo root on sys.path, for testbed)
+from failover import pct  # bench/failover.py: the same percentile for every lab bench
 
 from testbed.lab import LabConfig, lab_up
 
@@ -36,11 +37,6 @@ SETUPS = {
     "stock-2s": LabConfig(mode="stock", monitor_interval_s=2.0, stop_timeout_s=30.0, calls=True),
 }
 SETTLE_S = {"sipwatch": 3.2}  # past the lab policy's takeover grace (3 s)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run_setup(
